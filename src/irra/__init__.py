@@ -1,0 +1,3 @@
+"""irra: text-to-image person retrieval with IRRA."""
+
+__version__ = "0.1.0"

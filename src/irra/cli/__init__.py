@@ -1,0 +1,65 @@
+"""Command-line entry point: ``irra <command> ...``.
+
+Each command lives in its own module ``irra.cli.<name>`` exposing ``add_parser(subparsers)`` and
+``run(args) -> int``. This package is the only place that parses argv and draws progress bars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from irra import __version__
+
+#: Command modules, in the order ``irra --help`` lists them.
+COMMANDS: tuple[str, ...] = ("demo", "train", "evaluate", "synth", "data")
+
+
+def _available_commands() -> list[str]:
+    names = []
+    for name in COMMANDS:
+        try:
+            importlib.util.find_spec(f"irra.cli.{name}")
+        except ModuleNotFoundError:  # pragma: no cover - defensive
+            continue
+        if importlib.util.find_spec(f"irra.cli.{name}") is not None:
+            names.append(name)
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``irra`` argument parser with every available sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="irra",
+        description="Text-to-image person retrieval with IRRA: train, evaluate, index and search.",
+    )
+    parser.add_argument("--version", action="version", version=f"irra {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _available_commands():
+        module = importlib.import_module(f"irra.cli.{name}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(f"irra.cli.{args.command}")
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

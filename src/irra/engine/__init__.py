@@ -1,0 +1,1 @@
+"""Training application: optimiser and schedule, trainer and hooks, evaluation, checkpoints."""

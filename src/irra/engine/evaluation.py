@@ -1,0 +1,104 @@
+"""Encoding of evaluation sets and text-to-image (and image-to-text) retrieval metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from irra.engine.runtime import autocast
+from irra.metrics import retrieval_metrics
+
+Progress = Callable[[Iterable, str, int], Iterable]
+
+
+def _identity_progress(iterable: Iterable, desc: str, total: int) -> Iterable:
+    return iterable
+
+
+@dataclass
+class EncodedSet:
+    """L2-normalised global features of an evaluation split.
+
+    Attributes:
+        text_feats: (Q, D) float32, one row per caption (query).
+        text_pids: (Q,) long.
+        image_feats: (G, D) float32, one row per gallery image.
+        image_pids: (G,) long.
+    """
+
+    text_feats: torch.Tensor
+    text_pids: torch.Tensor
+    image_feats: torch.Tensor
+    image_pids: torch.Tensor
+
+    def similarity(self) -> torch.Tensor:
+        """Cosine similarities (Q, G), text rows."""
+        return self.text_feats @ self.image_feats.T
+
+
+@torch.no_grad()
+def encode_loader(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    loader: Iterable[dict],
+    key: str,
+    device: torch.device,
+    precision: str = "fp32",
+    progress: Progress | None = None,
+    desc: str = "encode",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``encode`` over batches ``batch[key]`` and return normalised features and pids.
+
+    Returns:
+        feats: (N, D) float32 on ``device``, L2-normalised; pids: (N,) long on ``device``.
+    """
+    progress = progress or _identity_progress
+    feats, pids = [], []
+    total = len(loader) if hasattr(loader, "__len__") else 0
+    for batch in progress(loader, desc, total):
+        inputs = batch[key].to(device, non_blocking=True)
+        with autocast(device, precision):
+            out = encode(inputs)
+        feats.append(F.normalize(out.float(), dim=-1))
+        pids.append(batch["pids"].to(device))
+    return torch.cat(feats), torch.cat(pids)
+
+
+@torch.no_grad()
+def encode_split(
+    model: nn.Module,
+    image_loader: Iterable[dict],
+    text_loader: Iterable[dict],
+    device: torch.device,
+    precision: str = "fp32",
+    progress: Progress | None = None,
+) -> EncodedSet:
+    """Encode every gallery image and every caption of a split with ``model`` (in eval mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        text_feats, text_pids = encode_loader(
+            model.encode_text, text_loader, "caption_ids", device, precision, progress, "captions"
+        )
+        image_feats, image_pids = encode_loader(
+            model.encode_image, image_loader, "images", device, precision, progress, "images"
+        )
+    finally:
+        model.train(was_training)
+    return EncodedSet(text_feats, text_pids, image_feats, image_pids)
+
+
+def split_metrics(encoded: EncodedSet, *, image_to_text: bool = False) -> dict[str, float]:
+    """Text-to-image metrics (R1, R5, R10, mAP, mINP, percent) of an encoded split.
+
+    With ``image_to_text`` the image-to-text metrics are added with an ``i2t_`` prefix.
+    """
+    similarity = encoded.similarity()
+    metrics = retrieval_metrics(similarity, encoded.text_pids, encoded.image_pids)
+    if image_to_text:
+        reverse = retrieval_metrics(similarity.T, encoded.image_pids, encoded.text_pids)
+        metrics.update({f"i2t_{k}": v for k, v in reverse.items()})
+    return metrics

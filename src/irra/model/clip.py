@@ -1,0 +1,299 @@
+"""CLIP image and text towers that return every token, with OpenAI's parameter names.
+
+The state dict of :class:`CLIP` has exactly the keys of OpenAI's released CLIP checkpoints
+(``visual.conv1.weight``, ``transformer.resblocks.0.attn.in_proj_weight``, ``text_projection``,
+...), so those weights load without renaming. Unlike OpenAI's model, the patch stride is a setting
+(IRRA's overlapping patches) and both towers return all projected tokens, not only the pooled one.
+
+Layout is batch-first everywhere: tokens are ``(B, L, C)``. Attention runs through
+:func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels on CPU and CUDA).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """Vision transformer sizes. ``image_size`` is (height, width) in pixels."""
+
+    image_size: tuple[int, int] = (384, 128)
+    patch_size: int = 16
+    stride_size: int = 16
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+        if len(self.image_size) != 2 or min(self.image_size) < self.patch_size:
+            raise ValueError(
+                f"image_size must be (height, width), each >= patch_size {self.patch_size}; "
+                f"got {self.image_size}"
+            )
+        if self.stride_size < 1:
+            raise ValueError(f"stride_size must be >= 1, got {self.stride_size}")
+        _check_heads("vision", self.width, self.heads)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Number of patches (rows, columns) for ``image_size`` at ``stride_size``."""
+        return patch_grid(self.image_size, self.patch_size, self.stride_size)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Causal text transformer sizes."""
+
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 512
+    layers: int = 12
+    heads: int = 8
+
+    def __post_init__(self) -> None:
+        _check_heads("text", self.width, self.heads)
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    """Both towers plus the joint embedding width ``embed_dim`` (D)."""
+
+    embed_dim: int = 512
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+
+
+def _check_heads(tower: str, width: int, heads: int) -> None:
+    if heads < 1 or width % heads:
+        raise ValueError(f"{tower} width {width} is not divisible by heads {heads}")
+
+
+def patch_grid(image_size: tuple[int, int], patch_size: int, stride_size: int) -> tuple[int, int]:
+    """Patch rows and columns of a conv with kernel ``patch_size`` and stride ``stride_size``."""
+    height, width = image_size
+    return (height - patch_size) // stride_size + 1, (width - patch_size) // stride_size + 1
+
+
+CLIP_PRESETS: dict[str, CLIPConfig] = {
+    "ViT-B/16": CLIPConfig(512, VisionConfig(patch_size=16, stride_size=16), TextConfig()),
+    "ViT-B/32": CLIPConfig(512, VisionConfig(patch_size=32, stride_size=32), TextConfig()),
+    "ViT-L/14": CLIPConfig(
+        768,
+        VisionConfig(patch_size=14, stride_size=14, width=1024, layers=24, heads=16),
+        TextConfig(width=768, layers=12, heads=12),
+    ),
+    "tiny": CLIPConfig(
+        64,
+        VisionConfig(image_size=(64, 32), width=128, layers=2, heads=2),
+        TextConfig(width=128, layers=2, heads=2),
+    ),
+}
+
+
+def clip_config(
+    name: str,
+    *,
+    image_size: tuple[int, int] | None = None,
+    stride_size: int | None = None,
+) -> CLIPConfig:
+    """The preset ``name`` with an optional image size and patch stride.
+
+    Args:
+        name: one of ``CLIP_PRESETS`` ("ViT-B/16", "ViT-B/32", "ViT-L/14", "tiny").
+        image_size: (height, width); the preset's when None.
+        stride_size: patch stride; the patch size (no overlap) when None.
+
+    Raises:
+        ValueError: unknown name (the message lists the valid ones).
+    """
+    if name not in CLIP_PRESETS:
+        raise ValueError(f"unknown CLIP arch {name!r}; valid names: {', '.join(CLIP_PRESETS)}")
+    config = CLIP_PRESETS[name]
+    vision = dataclasses.replace(
+        config.vision,
+        image_size=config.vision.image_size if image_size is None else tuple(image_size),
+        stride_size=config.vision.patch_size if stride_size is None else stride_size,
+    )
+    return dataclasses.replace(config, vision=vision)
+
+
+class QuickGELU(nn.Module):
+    """CLIP's GELU approximation: ``x * sigmoid(1.702 x)``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class MultiheadAttention(nn.Module):
+    """Multi-head attention with ``nn.MultiheadAttention``'s packed parameter names.
+
+    ``in_proj_weight`` (3C, C) stacks the query, key and value projections; ``out_proj`` is
+    Linear(C, C). Inputs are batch-first; no attention weights are returned.
+    """
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        _check_heads("attention", width, heads)
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.out_proj = nn.Linear(width, width)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, *, is_causal: bool = False
+    ) -> Tensor:
+        """query: (B, Lq, C), key/value: (B, Lk, C) -> (B, Lq, C)."""
+        if query is key and key is value:
+            q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+        else:
+            w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+            b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+            q, k, v = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
+        batch, length, width = q.shape
+        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, width))
+
+    def init_weights(self, attn_std: float, proj_std: float) -> None:
+        """CLIP's initialisation: normal weights with the given stds, zero biases."""
+        nn.init.normal_(self.in_proj_weight, std=attn_std)
+        nn.init.zeros_(self.in_proj_bias)
+        nn.init.normal_(self.out_proj.weight, std=proj_std)
+        nn.init.zeros_(self.out_proj.bias)
+
+
+class ResidualAttentionBlock(nn.Module):
+    """Pre-norm block: ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))``."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.attn = MultiheadAttention(width, heads)
+        self.ln_1 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(
+            OrderedDict(
+                c_fc=nn.Linear(width, 4 * width),
+                gelu=QuickGELU(),
+                c_proj=nn.Linear(4 * width, width),
+            )
+        )
+        self.ln_2 = nn.LayerNorm(width)
+
+    def forward(self, x: Tensor, *, is_causal: bool = False) -> Tensor:
+        """x: (B, L, C) -> (B, L, C)."""
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, is_causal=is_causal)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    """A stack of residual attention blocks (``resblocks.{i}``), optionally causal."""
+
+    def __init__(self, width: int, layers: int, heads: int, *, causal: bool = False) -> None:
+        super().__init__()
+        self.width = width
+        self.causal = causal
+        self.resblocks = nn.ModuleList(ResidualAttentionBlock(width, heads) for _ in range(layers))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, L, C) -> (B, L, C)."""
+        for block in self.resblocks:
+            x = block(x, is_causal=self.causal)
+        return x
+
+    def init_weights(self) -> None:
+        """CLIP's initialisation, scaled by width and depth."""
+        attn_std = self.width**-0.5
+        proj_std = attn_std * (2 * len(self.resblocks)) ** -0.5
+        fc_std = (2 * self.width) ** -0.5
+        for block in self.resblocks:
+            block.attn.init_weights(attn_std, proj_std)
+            nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
+            nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
+            nn.init.zeros_(block.mlp.c_fc.bias)
+            nn.init.zeros_(block.mlp.c_proj.bias)
+
+
+class VisionTransformer(nn.Module):
+    """ViT image tower: patch conv, class token, position embedding, transformer, projection."""
+
+    def __init__(self, config: VisionConfig, embed_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        width = config.width
+        scale = width**-0.5
+        grid_h, grid_w = config.grid
+        self.conv1 = nn.Conv2d(
+            3, width, kernel_size=config.patch_size, stride=config.stride_size, bias=False
+        )
+        self.class_embedding = nn.Parameter(scale * torch.randn(width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(grid_h * grid_w + 1, width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.transformer = Transformer(width, config.layers, config.heads)
+        self.ln_post = nn.LayerNorm(width)
+        self.proj = nn.Parameter(scale * torch.randn(width, embed_dim))
+        self.transformer.init_weights()
+
+    def forward(self, images: Tensor) -> Tensor:
+        """images: (B, 3, H, W) -> tokens (B, 1 + N, D), class token first, all projected."""
+        if tuple(images.shape[-2:]) != self.config.image_size:
+            raise ValueError(
+                f"images are {tuple(images.shape[-2:])} (height, width) but the model expects "
+                f"{self.config.image_size}; resize them in the transform"
+            )
+        x = self.conv1(images.to(self.conv1.weight.dtype))  # (B, C, gh, gw)
+        x = x.flatten(2).transpose(1, 2)  # (B, N, C), row-major over the grid
+        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+        x = self.transformer(self.ln_pre(x))
+        return self.ln_post(x) @ self.proj
+
+
+class CLIP(nn.Module):
+    """OpenAI CLIP (ViT image tower + causal text tower) with all-token outputs.
+
+    The text tower's modules live at the top level (``transformer``, ``token_embedding``, ...)
+    as in OpenAI's checkpoints.
+    """
+
+    def __init__(self, config: CLIPConfig) -> None:
+        super().__init__()
+        self.config = config
+        text = config.text
+        self.visual = VisionTransformer(config.vision, config.embed_dim)
+        self.transformer = Transformer(text.width, text.layers, text.heads, causal=True)
+        self.token_embedding = nn.Embedding(text.vocab_size, text.width)
+        self.positional_embedding = nn.Parameter(torch.empty(text.context_length, text.width))
+        self.ln_final = nn.LayerNorm(text.width)
+        self.text_projection = nn.Parameter(torch.empty(text.width, config.embed_dim))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        nn.init.normal_(self.text_projection, std=text.width**-0.5)
+        self.transformer.init_weights()
+
+    def encode_image_tokens(self, images: Tensor) -> Tensor:
+        """images: (B, 3, H, W) float -> (B, 1 + N, D); token 0 is the class token."""
+        return self.visual(images)
+
+    def encode_text_tokens(self, ids: Tensor) -> Tensor:
+        """ids: (B, L) long, L <= context_length -> (B, L, D), every token projected."""
+        length = ids.shape[-1]
+        if length > self.config.text.context_length:
+            raise ValueError(
+                f"token sequences have length {length}, more than the model's context length "
+                f"{self.config.text.context_length}; tokenize with a shorter context_length"
+            )
+        x = self.token_embedding(ids) + self.positional_embedding[:length]
+        x = self.transformer(x)
+        return self.ln_final(x) @ self.text_projection

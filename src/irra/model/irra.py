@@ -1,0 +1,243 @@
+"""IRRA: CLIP plus the implicit-relation-reasoning (MLM) branch and the identity classifier.
+
+Parameter names are those of checkpoints written by the official IRRA code:
+``base_model.*`` (OpenAI CLIP), ``classifier.*`` (when the ID loss is on), and ``cross_attn``,
+``cross_modal_transformer``, ``ln_pre_t``, ``ln_pre_i``, ``ln_post``, ``mlm_head`` (when the MLM
+loss is on). The model computes features and logits; :mod:`irra.objectives` turns them into losses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from irra.model.clip import CLIP, CLIPConfig, MultiheadAttention, TextConfig, Transformer
+from irra.model.clip import VisionConfig
+from irra.model.heads import MLMHead, cross_modal_heads, make_classifier
+
+LOSS_NAMES = ("sdm", "itc", "cmpm", "id", "mlm")
+
+
+def parse_loss_names(names: str | Sequence[str]) -> tuple[str, ...]:
+    """``"sdm+mlm+id"`` or ``["sdm", "mlm", "id"]`` -> ``("sdm", "mlm", "id")``, validated."""
+    if isinstance(names, str):
+        names = names.split("+")
+    parsed = tuple(n.strip() for n in names if n.strip())
+    unknown = [n for n in parsed if n not in LOSS_NAMES]
+    if unknown or not parsed:
+        raise ValueError(
+            f"unknown or empty loss names {unknown or list(parsed)}; valid: {', '.join(LOSS_NAMES)}"
+        )
+    return parsed
+
+
+@dataclass(frozen=True)
+class IRRAConfig:
+    """Everything needed to rebuild an IRRA model (saved beside its weights).
+
+    ``num_classes`` is the number of training identities (used only when "id" is a loss);
+    ``temperature`` is the fixed SDM/ITC temperature (logit scale = 1 / temperature).
+    """
+
+    clip: CLIPConfig
+    num_classes: int = 0
+    cmt_depth: int = 4
+    temperature: float = 0.02
+    loss_names: tuple[str, ...] = ("sdm", "mlm", "id")
+    mlm_loss_weight: float = 1.0
+    id_loss_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "loss_names", parse_loss_names(self.loss_names))
+        if "id" in self.loss_names and self.num_classes < 1:
+            raise ValueError(
+                f"num_classes is {self.num_classes} but the 'id' loss needs the number of training "
+                "identities (>= 1); pass num_classes or drop 'id' from loss_names"
+            )
+        if self.cmt_depth < 1:
+            raise ValueError(f"cmt_depth must be >= 1, got {self.cmt_depth}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly nested dict (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IRRAConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        data = dict(data)
+        clip = dict(_checked(data.pop("clip"), CLIPConfig))
+        vision = _checked(clip.pop("vision"), VisionConfig)
+        text = _checked(clip.pop("text"), TextConfig)
+        clip_config = CLIPConfig(**clip, vision=VisionConfig(**vision), text=TextConfig(**text))
+        return cls(clip=clip_config, **_checked(data, cls))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _checked(data: dict[str, Any], cls: type) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; valid: {sorted(names)}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+class IRRAOutput(NamedTuple):
+    """Features and logits of one training forward pass (``None`` where not computed).
+
+    image_feats: (B, D) float32; text_feats: (B, D) float32; image_logits, text_logits: (B, C);
+    mlm_logits: (N, V) at the N masked positions (row-major over (B, L)), or (B, L, V).
+    """
+
+    image_feats: Tensor
+    text_feats: Tensor
+    image_logits: Tensor | None
+    text_logits: Tensor | None
+    mlm_logits: Tensor | None
+
+
+class IRRA(nn.Module):
+    """The IRRA model. Build with :func:`irra.model.build_model` or from an :class:`IRRAConfig`.
+
+    Example:
+        >>> model = IRRA(IRRAConfig(clip_config("tiny"), num_classes=10))
+        >>> model.encode_image(torch.zeros(2, 3, 64, 32)).shape
+        torch.Size([2, 64])
+    """
+
+    def __init__(self, config: IRRAConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.clip.embed_dim
+        self.base_model = CLIP(config.clip)
+        self.classifier: nn.Linear | None = None
+        if "id" in config.loss_names:
+            self.classifier = make_classifier(dim, config.num_classes)
+        self.has_mlm = "mlm" in config.loss_names
+        if self.has_mlm:
+            heads = cross_modal_heads(dim)
+            depth = config.cmt_depth
+            self.cross_attn = MultiheadAttention(dim, heads)
+            self.cross_modal_transformer = Transformer(dim, depth, heads)
+            self.ln_pre_t = nn.LayerNorm(dim)
+            self.ln_pre_i = nn.LayerNorm(dim)
+            self.ln_post = nn.LayerNorm(dim)
+            self.mlm_head = MLMHead(dim, config.clip.text.vocab_size)
+            self.cross_modal_transformer.init_weights()
+            self.cross_attn.init_weights(dim**-0.5, dim**-0.5 * (2 * depth) ** -0.5)
+            self.mlm_head.init_weights(depth)
+
+    @property
+    def embed_dim(self) -> int:
+        """D, the width of the joint embedding."""
+        return self.config.clip.embed_dim
+
+    def encode_image_tokens(self, images: Tensor) -> Tensor:
+        """images: (B, 3, H, W) float -> (B, 1 + N, D), class token first."""
+        return self.base_model.encode_image_tokens(images)
+
+    def encode_text_tokens(self, ids: Tensor) -> Tensor:
+        """ids: (B, L) long -> (B, L, D)."""
+        return self.base_model.encode_text_tokens(ids)
+
+    def encode_image(self, images: Tensor) -> Tensor:
+        """images: (B, 3, H, W) -> global features (B, D) float32 (projected class token)."""
+        return self.encode_image_tokens(images)[:, 0].float()
+
+    def encode_text(self, ids: Tensor) -> Tensor:
+        """ids: (B, L) -> global features (B, D) float32 (token at the end-of-text position)."""
+        return text_global(self.encode_text_tokens(ids), ids)
+
+    def cross_former(self, text_tokens: Tensor, image_tokens: Tensor) -> Tensor:
+        """Text tokens attend to image tokens: (B, L, D), (B, N, D) -> (B, L, D).
+
+        Cross-attention (no residual) -> cross-modal transformer -> LayerNorm.
+        """
+        self._require_mlm()
+        image = self.ln_pre_i(image_tokens)
+        x = self.cross_attn(self.ln_pre_t(text_tokens), image, image)
+        return self.ln_post(self.cross_modal_transformer(x))
+
+    def mlm_logits(
+        self, text_tokens: Tensor, image_tokens: Tensor, positions_mask: Tensor | None = None
+    ) -> Tensor:
+        """MLM vocabulary logits for the (masked) caption tokens.
+
+        Args:
+            text_tokens: (B, L, D) tokens of the masked caption.
+            image_tokens: (B, 1 + N, D) image tokens.
+            positions_mask: (B, L) bool; when given, the head runs only at these positions.
+
+        Returns:
+            (N_selected, V) in row-major order of the mask, or (B, L, V) without a mask.
+        """
+        x = self.cross_former(text_tokens, image_tokens)
+        if positions_mask is not None:
+            x = x[positions_mask]
+        return self.mlm_head(x)
+
+    def forward(
+        self,
+        images: Tensor,
+        caption_ids: Tensor,
+        mlm_ids: Tensor | None = None,
+        mlm_mask: Tensor | None = None,
+        *,
+        share_text_pass: bool = False,
+        classify: bool = True,
+    ) -> IRRAOutput:
+        """One training forward pass (call through ``model(...)`` so DDP hooks run).
+
+        Args:
+            images: (B, 3, H, W) float.
+            caption_ids: (B, L) long, the caption for the global text feature.
+            mlm_ids: (B, L) long masked caption; None skips the MLM branch.
+            mlm_mask: (B, L) bool positions that carry an MLM label (None: all positions).
+            share_text_pass: one text pass on ``mlm_ids`` serves both the global feature and the
+                MLM branch (the reference behaviour, where the caption is masked in place).
+            classify: compute identity logits when the model has a classifier.
+        """
+        image_tokens = self.encode_image_tokens(images)
+        image_feats = image_tokens[:, 0].float()
+        mlm_tokens = None
+        if mlm_ids is not None and share_text_pass:
+            mlm_tokens = self.encode_text_tokens(mlm_ids)
+            text_feats = text_global(mlm_tokens, mlm_ids)
+        else:
+            text_feats = text_global(self.encode_text_tokens(caption_ids), caption_ids)
+            if mlm_ids is not None:
+                mlm_tokens = self.encode_text_tokens(mlm_ids)
+        image_logits = text_logits = None
+        if classify and self.classifier is not None:
+            image_logits = self.classifier(image_feats).float()
+            text_logits = self.classifier(text_feats).float()
+        mlm_logits = None
+        if mlm_tokens is not None:
+            mlm_logits = self.mlm_logits(mlm_tokens, image_tokens, mlm_mask).float()
+        return IRRAOutput(image_feats, text_feats, image_logits, text_logits, mlm_logits)
+
+    def _require_mlm(self) -> None:
+        if not self.has_mlm:
+            raise RuntimeError(
+                "this IRRA model has no MLM branch (built without 'mlm' in loss_names: "
+                f"{self.config.loss_names}); rebuild it with 'mlm' to use cross_former/mlm_logits"
+            )
+
+
+def text_global(text_tokens: Tensor, ids: Tensor) -> Tensor:
+    """Token at the end-of-text position (largest id): (B, L, D), (B, L) -> (B, D) float32."""
+    rows = torch.arange(ids.shape[0], device=ids.device)
+    return text_tokens[rows, ids.argmax(dim=-1)].float()
