@@ -37,7 +37,7 @@ def byte_symbol_table() -> dict[int, str]:
             keep.append(byte)
             codes.append(256 + shifted)
             shifted += 1
-    return {byte: chr(code) for byte, code in zip(keep, codes)}
+    return {byte: chr(code) for byte, code in zip(keep, codes, strict=True)}
 
 
 def get_pairs(word: tuple[str, ...]) -> set[tuple[str, str]]:

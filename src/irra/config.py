@@ -263,7 +263,8 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None
     """Load a config file (with inheritance) and apply dotted overrides.
 
     Args:
-        path: YAML file, or None for the defaults.
+        path: YAML file, the name of a config shipped with irra ("cuhk_pedes", "synth", ...),
+            or None for the defaults.
         overrides: strings like ``"train.epochs=1"``.
 
     Returns:
@@ -274,10 +275,36 @@ def load_config(path: str | os.PathLike[str] | None, overrides: list[str] | None
         >>> cfg.train.epochs
         2
     """
-    data = _read_yaml_tree(Path(path)) if path is not None else {}
+    resolved = resolve_config_path(path) if path is not None else None
+    data = _read_yaml_tree(resolved) if resolved is not None else {}
     data = apply_overrides(data, list(overrides or []))
-    source = str(path) if path is not None else "<defaults>"
+    source = str(resolved) if resolved is not None else "<defaults>"
     return Config.from_dict(data, source=source)
+
+
+def packaged_configs() -> dict[str, Path]:
+    """The configs shipped with irra, by name (file name without ``.yaml``)."""
+    folder = Path(__file__).with_name("configs")
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_config_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` if it is a file, else the shipped config of that name (``synth``, ``synth.yaml``).
+
+    Raises:
+        ConfigError: neither exists; the message lists the shipped configs.
+    """
+    candidate = Path(path).expanduser()
+    if candidate.is_file():
+        return candidate
+    shipped = packaged_configs()
+    name = candidate.name.removesuffix(".yaml")
+    if name in shipped and candidate.parent in (Path("."), Path("configs")):
+        return shipped[name]
+    raise ConfigError(
+        f"config file not found: {candidate}; pass a path to a YAML file or the name of a "
+        f"shipped config ({', '.join(shipped)})"
+    )
 
 
 def save_config(config: Config, path: str | os.PathLike[str]) -> None:

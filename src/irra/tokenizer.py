@@ -65,6 +65,9 @@ BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
 _NUM_MERGES = VOCAB_SIZE - 512 - 3
 _WORD_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 _CACHE_LIMIT = 500_000
+_WHITESPACE = regex.compile(r"\s+")
+# Text that ftfy.fix_text and html.unescape leave alone: printable ASCII, tab and line breaks.
+_PLAIN_ASCII = regex.compile(r"[\t\n\r\x20-\x25\x27-\x7e]*")
 
 
 def default_bpe_path() -> Path:
@@ -109,10 +112,15 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def clean_text(text: str) -> str:
-    """CLIP's text cleaning: ftfy fix, HTML unescape (twice), collapse whitespace, lower-case."""
-    text = ftfy.fix_text(text)
-    text = html.unescape(html.unescape(text)).strip()
-    return regex.sub(r"\s+", " ", text).strip().lower()
+    """CLIP's text cleaning: ftfy fix, HTML unescape (twice), collapse whitespace, lower-case.
+
+    Plain printable ASCII without ``&`` skips ftfy, which leaves such text unchanged (up to
+    line breaks, which become spaces anyway); this makes cleaning about twice as fast.
+    """
+    if not (text.isascii() and _PLAIN_ASCII.fullmatch(text)):
+        text = ftfy.fix_text(text)
+        text = html.unescape(html.unescape(text))
+    return _WHITESPACE.sub(" ", text.strip()).strip().lower()
 
 
 def _read_merges(path: Path) -> list[tuple[str, str]]:
@@ -174,9 +182,7 @@ class Tokenizer:
         self._decoder = vocab
         # Only merges whose result has an id: this drops IRRA's orphan last merge.
         self._ranks = {
-            pair: rank
-            for rank, pair in enumerate(merges)
-            if pair[0] + pair[1] in self._encoder
+            pair: rank for rank, pair in enumerate(merges) if pair[0] + pair[1] in self._encoder
         }
         self._word_re = regex.compile(_WORD_PATTERN, regex.IGNORECASE)
         self._cache: dict[str, tuple[int, ...]] = {}
@@ -197,7 +203,7 @@ class Tokenizer:
         missing = len(ranks) + 1
         while len(symbols) > 1:
             best_rank, best_left, best_right = missing, "", ""
-            for left, right in zip(symbols, symbols[1:]):
+            for left, right in zip(symbols[:-1], symbols[1:], strict=True):
                 rank = ranks.get((left, right), missing)
                 if rank < best_rank:
                     best_rank, best_left, best_right = rank, left, right

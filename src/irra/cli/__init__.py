@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -19,15 +20,7 @@ COMMANDS: tuple[str, ...] = ("demo", "train", "evaluate", "synth", "data")
 
 
 def _available_commands() -> list[str]:
-    names = []
-    for name in COMMANDS:
-        try:
-            importlib.util.find_spec(f"irra.cli.{name}")
-        except ModuleNotFoundError:  # pragma: no cover - defensive
-            continue
-        if importlib.util.find_spec(f"irra.cli.{name}") is not None:
-            names.append(name)
-    return names
+    return [name for name in COMMANDS if importlib.util.find_spec(f"irra.cli.{name}") is not None]
 
 
 def build_parser() -> argparse.ArgumentParser:

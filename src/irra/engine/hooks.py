@@ -154,7 +154,9 @@ class TensorBoardHook(Hook):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            logger.warning("tensorboard is not installed: no TensorBoard scalars (pip install tensorboard)")
+            logger.warning(
+                "tensorboard is not installed: no TensorBoard scalars (pip install tensorboard)"
+            )
             return
         self.writer = SummaryWriter(str(self.folder), purge_step=trainer.state.step or None)
 

@@ -123,8 +123,10 @@ def write_report(
         grid = retrieval_grid(rows, thumb=thumb)
         grid.save(folder / "retrieval_grid.png")
         figures.append(
-            ("Retrieval examples: top-10 per query, green = same identity, red = other",
-             "retrieval_grid.png")
+            (
+                "Retrieval examples: top-10 per query, green = same identity, red = other",
+                "retrieval_grid.png",
+            )
         )
     head = "".join(f"<th>{html.escape(k)}</th>" for k in METRIC_KEYS if k in metrics)
     cells = "".join(f"<td>{metrics[k]:.2f}</td>" for k in METRIC_KEYS if k in metrics)

@@ -16,8 +16,14 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from irra.model.clip import CLIP, CLIPConfig, MultiheadAttention, TextConfig, Transformer
-from irra.model.clip import VisionConfig
+from irra.model.clip import (
+    CLIP,
+    CLIPConfig,
+    MultiheadAttention,
+    TextConfig,
+    Transformer,
+    VisionConfig,
+)
 from irra.model.heads import MLMHead, cross_modal_heads, make_classifier
 
 LOSS_NAMES = ("sdm", "itc", "cmpm", "id", "mlm")
@@ -113,6 +119,7 @@ class IRRA(nn.Module):
     """The IRRA model. Build with :func:`irra.model.build_model` or from an :class:`IRRAConfig`.
 
     Example:
+        >>> from irra.model import IRRA, IRRAConfig, clip_config
         >>> model = IRRA(IRRAConfig(clip_config("tiny"), num_classes=10))
         >>> model.encode_image(torch.zeros(2, 3, 64, 32)).shape
         torch.Size([2, 64])

@@ -1,0 +1,433 @@
+"""A whole training run from a :class:`~irra.config.Config`: data, model, loop, test, report.
+
+The run folder holds everything a run writes::
+
+    config.yaml        the resolved config (``irra train --resume`` reads it back)
+    train.log          the log of every session of the run
+    log.jsonl          one line per epoch: losses, learning rate, evaluation metrics
+    tb/                TensorBoard scalars
+    last.pt, best.pt   training checkpoints (model, optimiser, schedule, RNG, sampler, config)
+    model/             the selected model in irra's format (``irra evaluate --checkpoint``)
+    metrics.json       the final test metrics of the selected model (percent)
+    report/            training curves, CMC curve, retrieval grid and ``report.html``
+    skipped_entries.json   bad dataset entries, when ``data.on_bad_entry=skip`` skipped any
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from irra.config import Config, load_config, save_config
+from irra.engine.checkpoint import CheckpointError, load_checkpoint
+from irra.engine.evaluation import EncodedSet, encode_split, split_metrics
+from irra.engine.hooks import CheckpointHook, EvalHook, JsonlLogHook, TensorBoardHook
+from irra.engine.optim import build_optimizer, build_scheduler
+from irra.engine.report import METRIC_KEYS, grid_rows, write_report
+from irra.engine.runtime import resolve_device, resolve_precision
+from irra.engine.trainer import Hook, Trainer
+from irra.fileio import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[Iterable, str, int], Iterable]
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+
+
+class RunError(RuntimeError):
+    """A run cannot start or resume; the message names the folder and the fix."""
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    metrics: dict[str, float]  # test metrics of the selected model (percent)
+    best_epoch: int | None
+    model_dir: Path
+    report: Path | None
+
+
+def build_model_from_config(config: Config, num_classes: int) -> torch.nn.Module:
+    """The IRRA model described by ``config.model`` and ``config.loss``.
+
+    ``model.arch: custom`` builds a randomly initialised CLIP from the explicit sizes (heads =
+    width / 64, at least 1); otherwise ``arch`` names a preset and ``pretrained`` may point at
+    OpenAI CLIP weights.
+    """
+    from irra.model import CLIPConfig, TextConfig, VisionConfig, build_model
+
+    m, loss = config.model, config.loss
+    arch: Any = m.arch
+    if m.arch == "custom":
+        arch = CLIPConfig(
+            embed_dim=m.embed_dim,
+            vision=VisionConfig(
+                image_size=m.image_size,
+                patch_size=m.patch_size,
+                stride_size=m.stride_size,
+                width=m.vision_width,
+                layers=m.vision_layers,
+                heads=max(1, m.vision_width // 64),
+            ),
+            text=TextConfig(
+                context_length=m.context_length,
+                width=m.text_width,
+                layers=m.text_layers,
+                heads=max(1, m.text_width // 64),
+            ),
+        )
+    pretrained = m.pretrained
+    if pretrained not in (None, "openai"):
+        pretrained = os.path.expanduser(pretrained)
+    return build_model(
+        arch,
+        pretrained=pretrained,
+        image_size=None if m.arch == "custom" else m.image_size,
+        stride_size=None if m.arch == "custom" else m.stride_size,
+        num_classes=num_classes if "id" in loss.names else 0,
+        cmt_depth=m.cmt_depth,
+        loss_names=loss.names,
+        temperature=loss.temperature,
+        mlm_loss_weight=loss.mlm_weight,
+        id_loss_weight=loss.id_weight,
+    )
+
+
+def prepare_run_dir(
+    out: str | os.PathLike[str], config: Config | None, *, resume: bool
+) -> tuple[Path, Config]:
+    """Create (or, with ``resume``, reopen) a run folder and return it with its config.
+
+    A new run refuses a folder that already holds a checkpoint, so nothing is overwritten; a
+    resumed run reads ``config.yaml`` from the folder (``config`` may override it, e.g. to
+    train for more epochs).
+    """
+    run_dir = Path(out).expanduser()
+    if resume:
+        saved = run_dir / CONFIG_FILE
+        if not saved.is_file():
+            raise RunError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start a new run")
+        if not (run_dir / "last.pt").is_file():
+            raise RunError(
+                f"{run_dir}: no last.pt yet (the run stopped before its first epoch ended); "
+                "start it again without --resume, with a new --out or after deleting the folder"
+            )
+        return run_dir, config if config is not None else load_config(saved)
+    if config is None:
+        raise ValueError("a new run needs a config")
+    if (run_dir / "last.pt").exists():
+        raise RunError(
+            f"{run_dir} already holds a run (last.pt). Continue it with "
+            f"'irra train --resume {run_dir}', or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, config
+
+
+class _LogFile:
+    """Appends the ``irra`` log records of this run to ``<run>/train.log`` while open."""
+
+    def __init__(self, path: Path) -> None:
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        self.handler.setLevel(logging.INFO)
+        self.logger = logging.getLogger("irra")
+
+    def __enter__(self) -> _LogFile:
+        self.logger.addHandler(self.handler)
+        if self.logger.getEffectiveLevel() > logging.INFO:
+            self.logger.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self.handler)
+        self.handler.close()
+
+
+def train(
+    config: Config | None,
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    hooks: Sequence[Hook] = (),
+    progress: Progress | None = None,
+) -> RunResult:
+    """Train, select, test and report; see the module docstring for what the folder holds.
+
+    Args:
+        config: the experiment (None with ``resume``: the folder's ``config.yaml``).
+        out: the run folder.
+        resume: continue the run in ``out`` from its ``last.pt``.
+        hooks: extra trainer hooks run first (e.g. a progress bar).
+        progress: ``progress(iterable, desc, total)`` wrapper for long loops (validation,
+            encoding).
+
+    Returns:
+        The test metrics of the selected model and where the outputs are.
+    """
+    run_dir, config = prepare_run_dir(out, config, resume=resume)
+    with _LogFile(run_dir / "train.log"):
+        return _train(config, run_dir, resume=resume, hooks=hooks, progress=progress)
+
+
+def _train(
+    config: Config,
+    run_dir: Path,
+    *,
+    resume: bool,
+    hooks: Sequence[Hook],
+    progress: Progress | None,
+) -> RunResult:
+    from irra.data import (
+        build_eval_loaders,
+        build_eval_transform,
+        build_train_loader,
+        build_train_transform,
+        read_dataset,
+    )
+    from irra.data.datasets import TrainDataset
+    from irra.objectives import compute_losses
+
+    cfg_t, cfg_d, cfg_m = config.train, config.data, config.model
+    save_config(config, run_dir / CONFIG_FILE)
+    if cfg_t.threads:
+        torch.set_num_threads(cfg_t.threads)
+    device = resolve_device(cfg_t.device)
+    precision = resolve_precision(cfg_t.precision, device)
+    logger.info(
+        "%s run in %s on %s (%s), torch %s, %d CPU threads",
+        "resuming" if resume else "starting",
+        run_dir,
+        device,
+        precision,
+        torch.__version__,
+        torch.get_num_threads(),
+    )
+    if cfg_d.text_length > cfg_m.context_length and cfg_m.arch == "custom":
+        raise RunError(
+            f"data.text_length {cfg_d.text_length} exceeds model.context_length "
+            f"{cfg_m.context_length}; lower data.text_length or raise model.context_length"
+        )
+
+    data = read_dataset(
+        cfg_d.dataset,
+        cfg_d.root,
+        on_error=cfg_d.on_bad_entry,  # type: ignore[arg-type]
+        check_images=cfg_d.check_images,
+        num_workers=max(1, cfg_d.num_workers),
+        progress=progress,
+        run_dir=run_dir,
+    )
+    if data.train is None:
+        raise RunError(f"{data.dataset_dir}: the annotations have no training split")
+    if data.test is None:
+        raise RunError(f"{data.dataset_dir}: the annotations have no test split")
+    select_split = _selection_split(cfg_t.select_on, data.val is not None)
+    eval_splits = [select_split] if select_split is not None else []
+
+    torch.manual_seed(cfg_t.seed)
+    model = build_model_from_config(config, data.num_classes).to(device)
+    names = config.loss.names
+    image_size = model.config.clip.vision.image_size
+    train_transform: Any = (
+        build_train_transform(image_size) if cfg_d.augment else build_eval_transform(image_size)
+    )
+    dataset = TrainDataset(
+        data.train,
+        train_transform,
+        seed=cfg_t.seed,
+        text_length=cfg_d.text_length,
+        mlm="mlm" in names,
+        masked_global_text=cfg_d.masked_global_text,
+        mask_prob=cfg_d.mask_prob,
+    )
+    loader = build_train_loader(
+        dataset,
+        batch_size=cfg_d.batch_size,
+        sampler=cfg_d.sampler,  # type: ignore[arg-type]
+        num_instances=cfg_d.num_instance,
+        num_workers=cfg_d.num_workers,
+        seed=cfg_t.seed,
+    )
+    if len(loader) == 0:
+        raise RunError(
+            f"{len(dataset)} training captions make no full batch of {cfg_d.batch_size}; "
+            "lower data.batch_size"
+        )
+    optimizer = build_optimizer(model, config.optim)
+    scheduler = build_scheduler(optimizer, cfg_t.epochs, config.optim)
+    loss_fn = functools.partial(
+        compute_losses,
+        loss_names=names,
+        mlm_weight=config.loss.mlm_weight,
+        id_weight=config.loss.id_weight,
+    )
+
+    eval_transform = build_eval_transform(image_size)
+    loaders: dict[str, Any] = {}
+
+    def encode(split: str) -> EncodedSet:
+        if split not in loaders:
+            loaders[split] = build_eval_loaders(
+                data.split(split),
+                eval_transform,
+                batch_size=cfg_d.eval_batch_size,
+                num_workers=cfg_d.num_workers,
+                text_length=cfg_d.text_length,
+            )
+        image_loader, text_loader = loaders[split]
+        return encode_split(model, image_loader, text_loader, device, precision, progress)
+
+    def evaluate(split: str) -> dict[str, float]:
+        return split_metrics(encode(split))
+
+    eval_hook = EvalHook(
+        evaluate, eval_splits, select_split, cfg_t.select_metric, every=cfg_t.eval_every
+    )
+    batch_sampler: Any = loader.batch_sampler
+
+    def extra() -> dict[str, Any]:
+        return {
+            "config": config.to_dict(),
+            "model_config": model.config.to_dict(),
+            "sampler": batch_sampler.state_dict(),
+        }
+
+    all_hooks: list[Hook] = [*hooks, eval_hook, JsonlLogHook(run_dir / "log.jsonl")]
+    if cfg_t.tensorboard:
+        all_hooks.append(TensorBoardHook(run_dir / "tb", every=cfg_t.log_every))
+    all_hooks.append(CheckpointHook(run_dir, extra, eval_hook))
+    trainer = Trainer(
+        model,
+        loss_fn,
+        optimizer,
+        scheduler,
+        loader,
+        epochs=cfg_t.epochs,
+        device=device,
+        precision=precision,
+        grad_clip=config.optim.grad_clip,
+        hooks=all_hooks,
+    )
+    if resume:
+        state = _load(run_dir / "last.pt", device)
+        trainer.load_state_dict(state)
+        batch_sampler.load_state_dict(state["sampler"])
+        logger.info("resumed after epoch %d of %d", trainer.state.epoch, cfg_t.epochs)
+    trainer.fit()
+    if trainer.stop_requested:
+        raise KeyboardInterrupt
+
+    best_epoch = trainer.state.best_epoch
+    best_path = run_dir / "best.pt"
+    if best_path.is_file():
+        model.load_state_dict(_load(best_path, device)["model"])
+    logger.info("testing the model of epoch %s on the test split", best_epoch)
+    encoded = encode("test")
+    metrics = split_metrics(encoded)
+    metrics = {k: round(metrics[k], 4) for k in METRIC_KEYS}
+    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    logger.info("test: %s", "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+
+    from irra.model import save_model
+
+    model_dir = save_model(
+        model.cpu(),
+        run_dir / "model",
+        metadata={
+            "dataset": cfg_d.dataset,
+            "epoch": best_epoch,
+            "selected_on": select_split or "last epoch",
+            "test_metrics": metrics,
+        },
+    )
+    report = None
+    if cfg_t.report:
+        report = _write_report(run_dir, config, data.test, encoded, metrics, trainer, select_split)
+    return RunResult(run_dir, metrics, best_epoch, model_dir, report)
+
+
+def _selection_split(select_on: str, has_val: bool) -> str | None:
+    if select_on == "test":
+        return "test"
+    if select_on != "val":
+        raise RunError(f"train.select_on must be 'val' or 'test', got {select_on!r}")
+    if not has_val:
+        logger.warning(
+            "the dataset has no val split: the last epoch is selected "
+            "(train.select_on=test reproduces the reference protocol of selecting on test)"
+        )
+        return None
+    return "val"
+
+
+def _load(path: Path, device: torch.device) -> dict[str, Any]:
+    try:
+        return load_checkpoint(path, map_location=device)
+    except CheckpointError as err:
+        raise RunError(str(err)) from err
+
+
+def _write_report(
+    run_dir: Path,
+    config: Config,
+    test_split: Any,
+    encoded: EncodedSet,
+    metrics: dict[str, float],
+    trainer: Trainer,
+    select_split: str | None,
+) -> Path | None:
+    from irra.metrics import cmc_curve
+
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        logger.warning("matplotlib is not installed: no report (pip install 'irra[train]')")
+        return None
+    similarity = encoded.similarity().cpu()
+    text_pids, image_pids = encoded.text_pids.cpu(), encoded.image_pids.cpu()
+    cmc = cmc_curve(similarity, text_pids, image_pids, max_rank=20)
+    count = min(6, similarity.shape[0])
+    queries = [round(i * (similarity.shape[0] - 1) / max(1, count - 1)) for i in range(count)]
+    rows = grid_rows(
+        similarity,
+        test_split.captions,
+        text_pids,
+        test_split.image_paths,
+        image_pids,
+        queries,
+        k=10,
+    )
+    height, width = config.model.image_size
+    thumb = (128, max(16, round(128 * width / height)))
+    notes = [
+        f"dataset {config.data.dataset}, losses {'+'.join(config.loss.names)}, "
+        f"{config.train.epochs} epochs, model selected on "
+        f"{select_split or 'the last epoch'} (epoch {trainer.state.best_epoch})",
+    ]
+    report = write_report(
+        run_dir / "report",
+        title=f"irra run {run_dir.name}",
+        metrics=metrics,
+        history=trainer.state.history,
+        cmc=cmc,
+        rows=rows,
+        thumb=thumb,
+        notes=notes,
+    )
+    logger.info("report: %s", report)
+    return report
