@@ -165,6 +165,7 @@ def train(
     resume: bool = False,
     hooks: Sequence[Hook] = (),
     progress: Progress | None = None,
+    check_progress: Callable[[int, int], None] | None = None,
 ) -> RunResult:
     """Train, select, test and report; see the module docstring for what the folder holds.
 
@@ -173,15 +174,22 @@ def train(
         out: the run folder.
         resume: continue the run in ``out`` from its ``last.pt``.
         hooks: extra trainer hooks run first (e.g. a progress bar).
-        progress: ``progress(iterable, desc, total)`` wrapper for long loops (validation,
-            encoding).
+        progress: ``progress(iterable, desc, total)`` wrapper for the encoding loops.
+        check_progress: ``check_progress(done, total)`` while the dataset's images are checked.
 
     Returns:
         The test metrics of the selected model and where the outputs are.
     """
     run_dir, config = prepare_run_dir(out, config, resume=resume)
     with _LogFile(run_dir / "train.log"):
-        return _train(config, run_dir, resume=resume, hooks=hooks, progress=progress)
+        return _train(
+            config,
+            run_dir,
+            resume=resume,
+            hooks=hooks,
+            progress=progress,
+            check_progress=check_progress,
+        )
 
 
 def _train(
@@ -191,6 +199,7 @@ def _train(
     resume: bool,
     hooks: Sequence[Hook],
     progress: Progress | None,
+    check_progress: Callable[[int, int], None] | None,
 ) -> RunResult:
     from irra.data import (
         build_eval_loaders,
@@ -229,7 +238,7 @@ def _train(
         on_error=cfg_d.on_bad_entry,  # type: ignore[arg-type]
         check_images=cfg_d.check_images,
         num_workers=max(1, cfg_d.num_workers),
-        progress=progress,
+        progress=check_progress,
         run_dir=run_dir,
     )
     if data.train is None:
