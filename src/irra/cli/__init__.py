@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from irra import __version__
 
 #: Command modules, in the order ``irra --help`` lists them.
-COMMANDS: tuple[str, ...] = ("demo", "train", "evaluate", "synth", "data")
+COMMANDS: tuple[str, ...] = ("demo", "train", "evaluate", "ablate", "synth", "data")
 
 
 def _available_commands() -> list[str]:
