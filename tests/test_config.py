@@ -74,3 +74,25 @@ def test_inheritance_loop_is_reported(tmp_path):
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ConfigError, match="loops"):
         load_config(tmp_path / "a.yaml")
+
+
+def test_scientific_notation_without_a_dot_is_a_float(tmp_path):
+    # YAML 1.1 reads "1e-3" as a string; a float field must still get 0.001
+    (tmp_path / "c.yaml").write_text("optim:\n  lr: 1e-3\n  eps: 1e-8\n")
+    cfg = load_config(tmp_path / "c.yaml", ["loss.temperature=5e-2"])
+    assert cfg.optim.lr == 0.001 and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.eps == 1e-8
+    assert cfg.loss.temperature == 0.05
+    with pytest.raises(ConfigError, match="float"):
+        load_config(None, ["optim.lr=fast"])
+
+
+def test_shipped_configs_resolve_by_name_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    by_name = load_config("synth")
+    by_path = load_config(REPO / "configs" / "synth.yaml")
+    assert by_name == by_path
+    assert by_name.model.arch == "custom"
+    assert load_config("cuhk_pedes.yaml").data.dataset == "CUHK-PEDES"
+    with pytest.raises(ConfigError, match="synth"):  # the error lists what is shipped
+        load_config("no_such_config")

@@ -49,13 +49,13 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out).expanduser().resolve()
     data_root = out / "data"
-    run_dir = out / "run"
+    run_dir = out  # the run's files sit beside data/, so OUT/metrics.json is the result
     try:
         config = load_config("synth", [f"data.root={data_root}", *args.overrides])
         ensure_synthpedes(data_root / "CUHK-PEDES", workers=args.workers or os.cpu_count() or 1)
         finished = (run_dir / METRICS_FILE).is_file()
         if finished and args.overwrite:
-            shutil.rmtree(run_dir)
+            clear_run(run_dir, keep=data_root)
             finished = False
         if finished:
             logger.info("%s already holds a finished demo run (--overwrite trains again)", run_dir)
@@ -101,6 +101,17 @@ def ensure_synthpedes(folder: Path, *, workers: int) -> None:
     logger.info("SynthPedes: %s", summary)
 
 
+def clear_run(run_dir: Path, *, keep: Path) -> None:
+    """Delete a finished run's files from ``run_dir``, keeping the generated data in ``keep``."""
+    for entry in run_dir.iterdir():
+        if entry == keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def print_summary(run_dir: Path, seconds: float) -> None:
     """The demo's result and what to run next."""
     import json
@@ -119,8 +130,8 @@ def print_summary(run_dir: Path, seconds: float) -> None:
     print(f"  irra evaluate --checkpoint {run_dir}")
     print(f"  tensorboard --logdir {run_dir / 'tb'}")
     if importlib.util.find_spec("irra.cli.search") is not None:
-        images = run_dir.parent / "data" / "CUHK-PEDES" / "imgs"
-        index = run_dir.parent / "index"
+        images = run_dir / "data" / "CUHK-PEDES" / "imgs"
+        index = run_dir / "index"
         print(f"  irra index --checkpoint {run_dir / 'model'} --images {images} --out {index}")
         print(f'  irra search --index {index} "a woman in a red dress with a black backpack"')
         print(f"  irra serve --index {index}")
