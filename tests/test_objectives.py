@@ -200,3 +200,32 @@ def test_losses_are_computed_in_float32_under_autocast():
     for key, value in out.items():
         assert value.dtype == torch.float32, key
     out["loss"].backward()
+
+
+def test_fused_mlm_loss_equals_loss_on_logits_with_the_same_gradients():
+    model = tiny_model()
+    batch = make_batch(seed=3)
+    mask = batch["mlm_labels"] != 0
+    inputs = (batch["images"], batch["caption_ids"], batch["mlm_ids"], mask)
+
+    def mlm_and_grads(fused: bool):
+        model.zero_grad()
+        out = model(*inputs, mlm_labels=batch["mlm_labels"][mask] if fused else None)
+        if fused:
+            assert out.mlm_logits is None
+            loss = out.mlm_loss
+        else:  # oracle: plain cross-entropy on the materialised logits
+            loss = F.cross_entropy(out.mlm_logits, batch["mlm_labels"][mask])
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return loss.detach(), grads, out
+
+    loss_f, grads_f, out_f = mlm_and_grads(True)
+    loss_p, grads_p, out_p = mlm_and_grads(False)
+    torch.testing.assert_close(loss_f, loss_p, rtol=1e-5, atol=1e-6)
+    assert grads_f.keys() == grads_p.keys()
+    assert any(n.startswith("mlm_head.fc") for n in grads_f)
+    for name in grads_p:
+        torch.testing.assert_close(grads_f[name], grads_p[name], rtol=1e-4, atol=1e-6)
+    correct = (out_p.mlm_logits.argmax(-1) == batch["mlm_labels"][mask]).sum()
+    assert int(out_f.mlm_correct) == int(correct)

@@ -271,3 +271,24 @@ def test_evaluate_reports_a_missing_checkpoint(tmp_path, caplog):
     ]
     assert main(argv) == 2
     assert "nope.pth" in caplog.text
+
+
+def test_ablate_trains_each_variant_and_tabulates_its_test_metrics(tmp_path, synth_root):
+    out = tmp_path / "ablation"
+    args = ["ablate", "--out", str(out), "--variants", "sdm", "itc+id"]
+    assert main([*args, *overrides(synth_root, 1)]) == 0
+    rows = json.loads((out / "ablation.json").read_text())
+    assert [r["losses"] for r in rows] == ["sdm", "itc+id"]
+    for row, folder in zip(rows, ["sdm", "itc_id"], strict=True):
+        saved = json.loads((out / folder / "metrics.json").read_text())
+        assert {k: row[k] for k in saved} == saved
+        assert load_config(out / folder / "config.yaml").loss.names == tuple(
+            row["losses"].split("+")
+        )
+    table = (out / "ablation.md").read_text().splitlines()
+    assert table[0].split("|")[1].strip() == "losses" and len(table) == 4
+    assert table[3].startswith("| itc+id | ") and f"{rows[1]['R1']:.2f}" in table[3]
+    # a second call reuses the finished runs instead of training again
+    stamp = (out / "sdm" / "last.pt").stat().st_mtime_ns
+    assert main([*args, *overrides(synth_root, 1)]) == 0
+    assert (out / "sdm" / "last.pt").stat().st_mtime_ns == stamp

@@ -83,6 +83,7 @@ def compute_losses(
         mlm_mask,
         share_text_pass=share,
         classify="id" in names,
+        mlm_labels=mlm_labels[mlm_mask] if mlm_labels is not None else None,
     )
 
     weights = {"id": id_weight, "mlm": mlm_weight}
@@ -97,7 +98,9 @@ def compute_losses(
         if "id" in names:
             result["img_acc"] = _accuracy(out.image_logits, pids)
             result["txt_acc"] = _accuracy(out.text_logits, pids)
-        if "mlm" in names:
+        if "mlm" in names and out.mlm_correct is not None:
+            result["mlm_acc"] = out.mlm_correct.float() / max(labels.numel(), 1)
+        elif "mlm" in names:
             result["mlm_acc"] = _accuracy(out.mlm_logits, labels)
     return result
 
@@ -114,6 +117,8 @@ def _loss(
         return losses.cmpm_loss(out.image_feats, out.text_feats, pids)
     if name == "id":
         return losses.id_loss(out.image_logits.float(), out.text_logits.float(), pids)
+    if out.mlm_loss is not None:  # computed fused in the forward pass
+        return out.mlm_loss
     if mlm_labels.numel() == 0:  # nothing masked in this batch: no MLM signal
         return out.mlm_logits.sum() * 0.0
     return losses.mlm_loss(out.mlm_logits.float(), mlm_labels)

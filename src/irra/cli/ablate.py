@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser().resolve()
     rows: list[dict] = []
     try:
-        variants = [parse_loss_names(v) for v in args.variants]
-        overrides = list(args.overrides)
+        # "--variants a b key=value": argparse hands the overrides to --variants; take them back
+        overrides = [v for v in args.variants if "=" in v] + list(args.overrides)
+        variants = [parse_loss_names(v) for v in args.variants if "=" not in v]
         if Path(args.config).stem == "synth" and not any(
             o.startswith("data.root=") for o in overrides
         ):

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from irra.fused_ce import linear_cross_entropy
 from irra.model.clip import (
     CLIP,
     CLIPConfig,
@@ -105,7 +106,10 @@ class IRRAOutput(NamedTuple):
     """Features and logits of one training forward pass (``None`` where not computed).
 
     image_feats: (B, D) float32; text_feats: (B, D) float32; image_logits, text_logits: (B, C);
-    mlm_logits: (N, V) at the N masked positions (row-major over (B, L)), or (B, L, V).
+    mlm_logits: (N, V) at the N masked positions (row-major over (B, L)), or (B, L, V); None
+    when the forward pass was given the labels and computed the loss fused instead.
+    mlm_loss: () float32 mean MLM cross-entropy over the labelled positions (fused path).
+    mlm_correct: () long, labelled positions whose arg-max is the label (fused path).
     """
 
     image_feats: Tensor
@@ -113,6 +117,8 @@ class IRRAOutput(NamedTuple):
     image_logits: Tensor | None
     text_logits: Tensor | None
     mlm_logits: Tensor | None
+    mlm_loss: Tensor | None = None
+    mlm_correct: Tensor | None = None
 
 
 class IRRA(nn.Module):
@@ -205,6 +211,7 @@ class IRRA(nn.Module):
         *,
         share_text_pass: bool = False,
         classify: bool = True,
+        mlm_labels: Tensor | None = None,
     ) -> IRRAOutput:
         """One training forward pass (call through ``model(...)`` so DDP hooks run).
 
@@ -216,6 +223,10 @@ class IRRA(nn.Module):
             share_text_pass: one text pass on ``mlm_ids`` serves both the global feature and the
                 MLM branch (the reference behaviour, where the caption is masked in place).
             classify: compute identity logits when the model has a classifier.
+            mlm_labels: (N,) long labels of the positions in ``mlm_mask``; when given, the MLM
+                loss is computed here by :func:`irra.fused_ce.linear_cross_entropy` (the same
+                value and gradients as cross-entropy on the logits, without materialising the
+                (N, V) logits) and ``mlm_logits`` is None.
         """
         image_tokens = self.encode_image_tokens(images)
         image_feats = image_tokens[:, 0].float()
@@ -231,10 +242,18 @@ class IRRA(nn.Module):
         if classify and self.classifier is not None:
             image_logits = self.classifier(image_feats).float()
             text_logits = self.classifier(text_feats).float()
-        mlm_logits = None
-        if mlm_tokens is not None:
+        mlm_logits = mlm_loss = mlm_correct = None
+        if mlm_tokens is not None and mlm_labels is not None and mlm_mask is not None:
+            x = self.cross_former(mlm_tokens, image_tokens)[mlm_mask]
+            head = self.mlm_head
+            hidden = head.ln(head.gelu(head.dense(x)))
+            fc = head.fc
+            mlm_loss, mlm_correct = linear_cross_entropy(hidden, fc.weight, fc.bias, mlm_labels)
+        elif mlm_tokens is not None:
             mlm_logits = self.mlm_logits(mlm_tokens, image_tokens, mlm_mask).float()
-        return IRRAOutput(image_feats, text_feats, image_logits, text_logits, mlm_logits)
+        return IRRAOutput(
+            image_feats, text_feats, image_logits, text_logits, mlm_logits, mlm_loss, mlm_correct
+        )
 
     def _require_mlm(self) -> None:
         if not self.has_mlm:
