@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,20 +29,30 @@ def _font(size: int) -> ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+def _wrap(text: str, font: ImageFont.ImageFont, max_px: int) -> list[str]:
+    """Greedy word wrap of ``text`` into lines at most ``max_px`` pixels wide (long words alone)."""
+    lines: list[str] = []
+    for word in text.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and font.getlength(candidate) <= max_px:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def retrieval_grid(
     rows: Sequence[tuple[str, Sequence[RankedItem]]],
     *,
     thumb: tuple[int, int] = (128, 48),
     columns: int | None = None,
-    wrap: int = 110,
 ) -> Image.Image:
     """Draw each query caption above its ranked images, framed green (correct) or red (wrong).
 
     Args:
         rows: ``(caption, items)`` pairs, items in rank order.
         thumb: thumbnail (height, width) in pixels.
-        columns: images per row (default: the longest row).
-        wrap: characters per caption line.
+        columns: images per row (default: the longest row); captions wrap to this width.
 
     Returns:
         An RGB image.
@@ -57,7 +66,7 @@ def retrieval_grid(
     width = pad + columns * cell_w
     blocks = []
     for caption, items in rows:
-        lines = textwrap.wrap(caption, width=wrap) or [""]
+        lines = _wrap(caption, font, width - 2 * pad)
         height = pad + len(lines) * line_h + pad + th + 2 * frame + label_h + pad
         blocks.append((lines, list(items)[:columns], height))
     canvas = Image.new("RGB", (width, sum(b[2] for b in blocks) or 1), "white")
