@@ -6,6 +6,7 @@ Public API (imported lazily, so ``import irra`` stays cheap)::
     irra.build_model(...) / irra.load_model(path) -> IRRA
     irra.compute_losses(model, batch) -> dict of losses
     irra.losses, irra.metrics
+    irra.Retriever.open(index).search(text, k) -> ranked images of an index
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _LAZY = {
     "IRRA": ("irra.model", "IRRA"),
     "compute_losses": ("irra.objectives", "compute_losses"),
     "load_config": ("irra.config", "load_config"),
+    "Retriever": ("irra.retrieval", "Retriever"),
     "losses": ("irra.losses", None),
     "metrics": ("irra.metrics", None),
 }

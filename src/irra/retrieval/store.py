@@ -1,0 +1,277 @@
+"""The index directory on disk: versions swapped atomically, manifest, metadata and vectors.
+
+Layout::
+
+    INDEX/CURRENT               name of the live version (replaced atomically)
+    INDEX/v-<id>/manifest.json  format, model identity, image root, index type, counts
+    INDEX/v-<id>/vectors.faiss  the embeddings (FAISS index, ids = row positions)
+    INDEX/v-<id>/meta.sqlite    one row per image: id, path, size, mtime, identity, camera
+
+A writer fills a temporary folder ``INDEX/.tmp-<id>``, renames it to ``v-<id>`` and only then
+points ``CURRENT`` at it; the previous version is deleted afterwards. A run interrupted at any
+point therefore leaves ``CURRENT`` naming a complete version: the previous index stays usable.
+Writers hold an exclusive lock on ``INDEX/.lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import irra
+from irra.fileio import atomic_write_text
+from irra.retrieval.vectors import read_vector_index, write_vector_index
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "irra-index"
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+VECTORS = "vectors.faiss"
+METADATA = "meta.sqlite"
+
+
+class IndexStoreError(RuntimeError):
+    """An index directory cannot be used as asked; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """Metadata of one indexed image; ``path`` is relative to the manifest's ``images_root``."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    identity: str | None = None
+    camera: str | None = None
+
+
+def is_index(directory: str | os.PathLike[str]) -> bool:
+    """Whether ``directory`` holds an irra index."""
+    return (Path(directory) / CURRENT).is_file()
+
+
+def current_version(directory: str | os.PathLike[str]) -> Path:
+    """The folder of the live version of the index in ``directory``.
+
+    Raises:
+        IndexStoreError: not an index, or its live version is missing.
+    """
+    directory = Path(directory)
+    pointer = directory / CURRENT
+    if not pointer.is_file():
+        raise IndexStoreError(
+            f"{directory}: not an irra index (no {CURRENT} file); build one with "
+            f"irra index --checkpoint CKPT --images DIR --out {directory}"
+        )
+    name = pointer.read_text(encoding="utf-8").strip()
+    version = directory / name
+    if not name.startswith("v-") or "/" in name or not (version / MANIFEST).is_file():
+        raise IndexStoreError(
+            f"{pointer}: names a missing or invalid version '{name}'; rebuild the index with "
+            "irra index --rebuild"
+        )
+    return version
+
+
+def read_manifest(version: Path) -> dict[str, Any]:
+    """The manifest of a version folder, checked for format and version."""
+    path = version / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise IndexStoreError(f"{path}: cannot read the index manifest ({err})") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexStoreError(f"{path}: not an irra index manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise IndexStoreError(
+            f"{path}: index format {manifest.get('format_version')} is newer than this irra "
+            f"{irra.__version__} reads ({FORMAT_VERSION}); upgrade irra"
+        )
+    return manifest
+
+
+class Metadata:
+    """Read-only, thread-safe access to the ``meta.sqlite`` of one version."""
+
+    def __init__(self, path: Path) -> None:
+        uri = path.resolve().as_uri() + "?mode=ro"
+        self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the database."""
+        self._conn.close()
+
+    def count(self) -> int:
+        """Number of images."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+    def get(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        """Records of the given ids (unknown ids are left out)."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        sql = f"SELECT id, path, size, mtime_ns, identity, camera FROM images WHERE id IN ({marks})"
+        with self._lock:
+            rows = self._conn.execute(sql, ids).fetchall()
+        return {row[0]: ImageRecord(*row[1:]) for row in rows}
+
+    def all(self) -> list[ImageRecord]:
+        """Every record, in id order."""
+        sql = "SELECT path, size, mtime_ns, identity, camera FROM images ORDER BY id"
+        with self._lock:
+            return [ImageRecord(*row) for row in self._conn.execute(sql)]
+
+
+def write_metadata(path: Path, records: Sequence[ImageRecord]) -> None:
+    """Create ``meta.sqlite`` at ``path`` with ``records`` at ids 0..N-1."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(
+            "CREATE TABLE images (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, "
+            "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, identity TEXT, camera TEXT)"
+        )
+        conn.executemany(
+            "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)",
+            ((i, r.path, r.size, r.mtime_ns, r.identity, r.camera) for i, r in enumerate(records)),
+        )
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def writer_lock(directory: Path) -> Iterator[None]:
+    """Exclusive lock for writing the index in ``directory`` (advisory, POSIX only)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(directory / ".lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise IndexStoreError(
+                f"{directory}: another process is writing this index; wait for it to finish"
+            ) from err
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_version(
+    directory: str | os.PathLike[str],
+    manifest: dict[str, Any],
+    records: Sequence[ImageRecord],
+    vector_index: Any,
+) -> Path:
+    """Write a complete new version of the index and make it the live one.
+
+    Args:
+        directory: the index directory (created if needed).
+        manifest: the manifest without ``format``/``count``/``created`` (filled in here).
+        records: N image records; record i has vector id i in ``vector_index``.
+        vector_index: FAISS index holding N vectors.
+
+    Returns:
+        The folder of the new live version.
+    """
+    directory = Path(directory)
+    if vector_index.ntotal != len(records):
+        raise ValueError(f"{vector_index.ntotal} vectors for {len(records)} image records")
+    with writer_lock(directory):
+        token = uuid.uuid4().hex[:12]
+        tmp = directory / f".tmp-{token}"
+        tmp.mkdir()
+        try:
+            full = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "irra_version": irra.__version__,
+                **manifest,
+                "count": len(records),
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+            write_vector_index(vector_index, tmp / VECTORS)
+            write_metadata(tmp / METADATA, records)
+            atomic_write_text(tmp / MANIFEST, json.dumps(full, indent=2, sort_keys=True) + "\n")
+            _fsync_dir(tmp)
+            version = directory / f"v-{token}"
+            os.replace(tmp, version)
+            _fsync_dir(directory)
+            atomic_write_text(directory / CURRENT, version.name + "\n")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _remove_stale(directory, keep=version.name)
+    logger.info("wrote index version %s (%d images)", version, len(records))
+    return version
+
+
+def _remove_stale(directory: Path, keep: str) -> None:
+    for entry in directory.iterdir():
+        if entry.is_dir() and entry.name != keep and entry.name.startswith(("v-", ".tmp-")):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Snapshot:
+    """One opened version of an index: manifest, metadata and the FAISS index."""
+
+    version: Path
+    manifest: dict[str, Any]
+    metadata: Metadata
+    vectors: Any
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str]) -> Snapshot:
+        """Open the live version of the index in ``directory``."""
+        version = current_version(directory)
+        manifest = read_manifest(version)
+        vectors = read_vector_index(version / VECTORS)
+        metadata = Metadata(version / METADATA)
+        if vectors.ntotal != metadata.count():
+            raise IndexStoreError(
+                f"{version}: {vectors.ntotal} vectors but {metadata.count()} image records; "
+                "rebuild the index with irra index --rebuild"
+            )
+        return cls(version, manifest, metadata, vectors)
+
+    def embeddings(self) -> np.ndarray:
+        """(N, D) float32, the stored embeddings in id order."""
+        from irra.retrieval.vectors import all_vectors
+
+        return all_vectors(self.vectors)
