@@ -16,7 +16,17 @@ from collections.abc import Sequence
 from irra import __version__
 
 #: Command modules, in the order ``irra --help`` lists them.
-COMMANDS: tuple[str, ...] = ("demo", "train", "evaluate", "ablate", "synth", "data")
+COMMANDS: tuple[str, ...] = (
+    "demo",
+    "train",
+    "evaluate",
+    "index",
+    "search",
+    "serve",
+    "ablate",
+    "synth",
+    "data",
+)
 
 
 def _available_commands() -> list[str]:
@@ -47,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not args.verbose:
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it chose
     if args.command is None:
         parser.print_help()
         return 2

@@ -1,0 +1,89 @@
+"""``irra index``: encode a folder of person crops into a searchable index (or update one)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``irra index``."""
+    p = subparsers.add_parser(
+        "index",
+        help="encode a folder of images into a searchable index (or update one)",
+        description=(
+            "Encode every image under --images (recursive; jpg, png, bmp, webp) into an index "
+            "directory: FAISS vectors, SQLite metadata and the identity of the model. Run it "
+            "again to add new images and drop deleted ones; unchanged images are not encoded "
+            "again. An interrupted run leaves the previous index as it was."
+        ),
+    )
+    p.add_argument("--out", required=True, help="index directory (created or updated)")
+    p.add_argument("--checkpoint", help="model (default when updating: the one that built it)")
+    p.add_argument("--images", help="folder of images (default when updating: the indexed one)")
+    p.add_argument(
+        "--index-type",
+        choices=("flat", "ivf"),
+        help="flat: exact search (default); ivf: approximate, for millions of images",
+    )
+    p.add_argument("--nlist", type=int, help="ivf: number of cells (default about 4 sqrt(N))")
+    p.add_argument("--nprobe", type=int, help="ivf: cells scanned per query (default nlist/16)")
+    p.add_argument("--labels", help="CSV or JSON giving identity/camera per image path")
+    p.add_argument("--rebuild", action="store_true", help="re-encode everything (another model)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--workers", type=int, default=2, help="image-decoding processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--precision", default="auto", help="auto, fp32, bf16, fp16")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``irra index``; returns the exit status."""
+    from irra.cli.progress import counter
+    from irra.model import WeightsError
+    from irra.retrieval import (
+        Encoder,
+        GalleryError,
+        IndexStoreError,
+        build_index,
+        read_labels,
+    )
+    from irra.retrieval.store import Snapshot, is_index
+
+    out = Path(args.out)
+    try:
+        checkpoint, images = args.checkpoint, args.images
+        if (checkpoint is None or images is None) and is_index(out) and not args.rebuild:
+            snapshot = Snapshot.open(out)
+            snapshot.metadata.close()
+            checkpoint = checkpoint or snapshot.manifest["model"]["source"]
+            images = images or snapshot.manifest["images_root"]
+        if checkpoint is None or images is None:
+            raise IndexStoreError(
+                f"{out}: no index yet; pass --checkpoint CKPT and --images DIR to build one"
+            )
+        labels = read_labels(args.labels) if args.labels else None
+        encoder = Encoder.from_checkpoint(checkpoint, device=args.device, precision=args.precision)
+        report = build_index(
+            encoder,
+            images,
+            out,
+            index_type=args.index_type,
+            nlist=args.nlist,
+            nprobe=args.nprobe,
+            labels=labels,
+            rebuild=args.rebuild,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            progress=counter("encoding images"),
+        )
+    except (GalleryError, IndexStoreError, WeightsError, ValueError, RuntimeError) as err:
+        logger.error("%s", err)
+        return 2
+    print(
+        f"{out}: {report.total} images ({report.encoded} encoded, {report.kept} unchanged, "
+        f"{report.removed} removed)"
+    )
+    return 0
