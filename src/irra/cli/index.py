@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=("flat", "ivf"),
         help="flat: exact search (default); ivf: approximate, for millions of images",
     )
-    p.add_argument("--nlist", type=int, help="ivf: number of cells (default about 4 sqrt(N))")
+    p.add_argument("--nlist", type=int, help="ivf: number of cells (default about sqrt(N))")
     p.add_argument("--nprobe", type=int, help="ivf: cells scanned per query (default nlist/16)")
     p.add_argument("--labels", help="CSV or JSON giving identity/camera per image path")
     p.add_argument("--rebuild", action="store_true", help="re-encode everything (another model)")

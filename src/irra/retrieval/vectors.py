@@ -41,8 +41,8 @@ def check_index_type(name: str) -> str:
 
 
 def default_nlist(count: int) -> int:
-    """Number of IVF cells for ``count`` vectors: about 4 sqrt(N), with >= 39 vectors per cell."""
-    return max(1, min(round(4 * math.sqrt(count)), count // 39))
+    """Number of IVF cells for ``count`` vectors: about sqrt(N), with >= 39 vectors per cell."""
+    return max(1, min(round(math.sqrt(count)), count // 39))
 
 
 def default_nprobe(nlist: int) -> int:
@@ -72,6 +72,8 @@ def build_vector_index(vectors: np.ndarray, index_type: str, nlist: int | None =
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = 1234  # k-means is seeded: the same vectors give the same cells
+        index.cp.max_points_per_centroid = 64  # train on a sample of at most 64 nlist vectors
+        index.cp.niter = 10
         index.train(vectors)
         index.nprobe = default_nprobe(nlist)
     if count:
