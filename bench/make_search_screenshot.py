@@ -31,8 +31,9 @@ def main() -> None:
         sync_playwright() as playwright,
     ):
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1000, "height": 620})
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
         page.goto(url + "/")
+        page.wait_for_function("document.activeElement && document.activeElement.id === 'query'")
         page.keyboard.type(args.query)
         page.select_option("#k", args.k)
         page.keyboard.press("Enter")

@@ -33,12 +33,19 @@ def test_the_page_shows_the_brute_force_top_image_first(tmp_path, chromium):
     with serving(tmp_path / "index", tmp_path / "serve.log") as url:
         page = chromium.new_page()
         page.goto(url + "/")
+        page.wait_for_function("document.activeElement && document.activeElement.id === 'query'")
         page.keyboard.type(QUERY)  # the search box has the focus when the page opens
+        assert page.input_value("#query") == QUERY
         page.keyboard.press("Tab")
         page.keyboard.press("Home")  # k selector: first option (5)
-        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")  # the Search button
         items = page.locator("#results li")
-        items.nth(4).wait_for(timeout=30_000)
+        try:
+            items.nth(4).wait_for(timeout=30_000)
+        except Exception as err:
+            status = page.locator("#status").inner_text()
+            raise AssertionError(f"no results; page status: {status!r}") from err
         assert items.count() == 5
         assert items.first.get_attribute("data-path") == ranking[0][0]
         assert items.first.locator(".rank").inner_text() == "#1"
