@@ -42,6 +42,7 @@ __all__ = [
     "mean_over_processes",
     "mean_share",
     "shard_range",
+    "wrap_ddp",
 ]
 
 
@@ -110,6 +111,20 @@ def distributed_session(device_type: str, timeout_s: float = 1800.0) -> Iterator
         yield DistContext(dist.get_world_size(), dist.get_rank(), local_rank)
     finally:
         dist.destroy_process_group()
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """Wrap ``model`` (already on ``device``) for data-parallel training in the current group.
+
+    ``static_graph=True``: the parameters a run uses do not change from step to step, and some are
+    never used (CLIP's learnable ``logit_scale``: IRRA's temperature is fixed), which plain DDP
+    cannot reduce correctly without a costly search for unused parameters at every step.
+    """
+    return nn.parallel.DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        static_graph=True,
+    )
 
 
 def bare_module(model: nn.Module) -> nn.Module:

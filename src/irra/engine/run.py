@@ -33,6 +33,7 @@ from irra.engine.distributed import (
     broadcast_object,
     distributed_session,
     env_world_size,
+    wrap_ddp,
 )
 from irra.engine.evaluation import EncodedSet, encode_split, gather_encoded, split_metrics
 from irra.engine.hooks import CheckpointHook, EvalHook, JsonlLogHook, TensorBoardHook
@@ -343,9 +344,7 @@ def _train(
     )
     train_model: torch.nn.Module = model
     if ctx.distributed:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        train_model = wrap_ddp(model, device)
 
     eval_transform = build_eval_transform(image_size)
     loaders: dict[str, Any] = {}
