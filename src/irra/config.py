@@ -59,6 +59,9 @@ class LossConfig:
     temperature: float = 0.02
     mlm_weight: float = 1.0
     id_weight: float = 1.0
+    # With several processes: True computes every loss on the global batch (features gathered
+    # from all processes); False on each process's part only, as the reference code does.
+    global_batch: bool = True
 
 
 @dataclass

@@ -12,7 +12,11 @@ import torch
 from torch import Tensor, nn
 
 from irra import losses
+from irra.engine.distributed import DistContext, all_gather_rows, gather_with_grad, mean_share
 from irra.model.irra import IRRA, IRRAOutput, parse_loss_names
+
+#: Losses of pairs of samples (similarities within the batch): they see the gathered global batch.
+PAIRWISE_LOSSES = ("sdm", "itc", "cmpm")
 
 
 def unwrap(model: nn.Module) -> IRRA:
@@ -34,6 +38,8 @@ def compute_losses(
     mlm_weight: float | None = None,
     id_weight: float | None = None,
     same_text_input: bool | None = None,
+    dist_ctx: DistContext | None = None,
+    global_batch: bool = True,
 ) -> dict[str, Tensor]:
     """Weighted training losses of one batch.
 
@@ -49,10 +55,19 @@ def compute_losses(
             and the MLM tokens (the reference behaviour, where captions are masked in place).
             False: two passes (clean caption for the global feature). None: one pass exactly when
             ``caption_ids`` and ``mlm_ids`` are the same tensor or equal.
+        dist_ctx: the process group when training with several processes (None: one process).
+        global_batch: with several processes, True makes every loss the loss of the global batch
+            (the batches of all processes together): SDM, ITC and CMPM are computed on features
+            gathered from every process (gradients flow back to their owners), and the ID and MLM
+            means run over all samples / masked positions. False computes each process's losses
+            on its own part only (the reference code's behaviour under DDP).
 
     Returns:
         The configured weighted losses (scalars) under their names, ``"loss"`` (their sum), and
         detached accuracies ``img_acc``, ``txt_acc`` (with "id") and ``mlm_acc`` (with "mlm").
+        With several processes and ``global_batch``, each value is this process's share: the mean
+        over processes (what DDP applies to the gradients, and what
+        :func:`irra.engine.distributed.mean_over_processes` logs) is the global-batch value.
     """
     irra_model = unwrap(model)
     config = irra_model.config
@@ -88,20 +103,36 @@ def compute_losses(
 
     weights = {"id": id_weight, "mlm": mlm_weight}
     labels = mlm_labels[mlm_mask] if mlm_labels is not None else None
+    ctx = dist_ctx if dist_ctx is not None and global_batch else DistContext()
+    pair_out, pair_pids = out, pids
+    if ctx.distributed and any(name in PAIRWISE_LOSSES for name in names):
+        pair_out = out._replace(
+            image_feats=gather_with_grad(out.image_feats, ctx),
+            text_feats=gather_with_grad(out.text_feats, ctx),
+        )
+        pair_pids = all_gather_rows(pids, ctx)
+    # Per-item means are weighted by their item counts (samples; masked positions).
+    counts = {"id": pids.numel(), "mlm": labels.numel() if labels is not None else 0}
     result: dict[str, Tensor] = {}
     with torch.autocast(out.image_feats.device.type, enabled=False):  # losses in float32
         for name in names:
-            value = _loss(name, out, pids, labels, 1.0 / config.temperature)
+            if name in PAIRWISE_LOSSES:
+                value = _loss(name, pair_out, pair_pids, labels, 1.0 / config.temperature)
+            else:
+                value = _loss(name, out, pids, labels, 1.0 / config.temperature)
+                value = mean_share(value, counts[name], ctx)
             result[name] = weights.get(name, 1.0) * value
         result["loss"] = torch.stack(list(result.values())).sum()
     with torch.no_grad():
         if "id" in names:
-            result["img_acc"] = _accuracy(out.image_logits, pids)
-            result["txt_acc"] = _accuracy(out.text_logits, pids)
-        if "mlm" in names and out.mlm_correct is not None:
-            result["mlm_acc"] = out.mlm_correct.float() / max(labels.numel(), 1)
-        elif "mlm" in names:
-            result["mlm_acc"] = _accuracy(out.mlm_logits, labels)
+            result["img_acc"] = mean_share(_accuracy(out.image_logits, pids), counts["id"], ctx)
+            result["txt_acc"] = mean_share(_accuracy(out.text_logits, pids), counts["id"], ctx)
+        if "mlm" in names:
+            if out.mlm_correct is not None:
+                acc = out.mlm_correct.float() / max(labels.numel(), 1)
+            else:
+                acc = _accuracy(out.mlm_logits, labels)
+            result["mlm_acc"] = mean_share(acc, counts["mlm"], ctx)
     return result
 
 

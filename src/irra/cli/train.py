@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -30,6 +33,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="continue the run in RUN_DIR from its last checkpoint (its config.yaml is used; "
         "overrides such as train.epochs=80 still apply)",
     )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N processes on this machine (through torchrun; on CPU each process gets "
+        "cpu_count / N threads). data.batch_size stays the global batch. For several machines, "
+        "start 'torchrun ... -m irra train' on each instead",
+    )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
 
 
@@ -41,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
     from irra.engine.run import CONFIG_FILE, RunError, train
     from irra.model import WeightsError
 
+    if args.nproc > 1:
+        return launch(args)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:  # one voice: the other processes only report problems
+        logging.getLogger("irra").setLevel(logging.WARNING)
     out: Path | None = None
     try:
         if args.resume:
@@ -54,14 +71,16 @@ def run(args: argparse.Namespace) -> int:
             config = load_config(args.config, args.overrides)
             # Absolute, so that the run's config.yaml works from any directory later.
             config.data.root = str(Path(config.data.root).expanduser().resolve())
+            if not args.out and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise ConfigError("with several processes, name the run folder with --out")
             out = Path(args.out) if args.out else default_run_dir(args.config)
         result = train(
             config,
             out,
             resume=bool(args.resume),
-            hooks=[TrainProgressHook()],
-            progress=bar,
-            check_progress=counter("checking images"),
+            hooks=[TrainProgressHook()] if rank == 0 else [],
+            progress=bar if rank == 0 else None,
+            check_progress=counter("checking images") if rank == 0 else None,
         )
     except (ConfigError, DatasetError, RunError, WeightsError) as err:
         logger.error("%s", err)
@@ -69,12 +88,62 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         logger.warning("interrupted; continue with: irra train --resume %s", out)
         return 130
+    if rank != 0:
+        return 0
     print(f"test metrics: {format_metrics(result.metrics)}")
     print(f"run folder:   {result.run_dir}")
     print(f"model:        {result.model_dir}")
     if result.report is not None:
         print(f"report:       {result.report}")
     return 0
+
+
+def launch_command(args: argparse.Namespace, out: str | None) -> list[str]:
+    """The ``torchrun`` command line that runs this ``irra train`` in ``args.nproc`` processes."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={args.nproc}",
+        "-m",
+        "irra",
+    ]
+    if getattr(args, "verbose", False):
+        command.append("--verbose")
+    command.append("train")
+    if args.resume:
+        command += ["--resume", args.resume]
+    else:
+        command += ["--config", args.config] if args.config else []
+        command += ["--out", out] if out else []
+    return [*command, *args.overrides]
+
+
+def threads_per_process(nproc: int) -> int:
+    """CPU threads for each of ``nproc`` processes: the usable cores shared evenly (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // nproc)
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Run ``irra train`` in ``args.nproc`` local processes and wait for them."""
+    out = args.out
+    if not args.resume and not out and args.config:
+        out = str(default_run_dir(args.config))  # one folder for all processes
+    command = launch_command(args, out)
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads_per_process(args.nproc))  # train.threads overrides
+    logger.info(
+        "launching %d processes (%s threads each): %s",
+        args.nproc,
+        env["OMP_NUM_THREADS"],
+        " ".join(command),
+    )
+    return subprocess.call(command, env=env)
 
 
 def default_run_dir(config: str) -> Path:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from irra.data.datasets import ImageDataset, TextDataset, TrainDataset
 from irra.data.formats import SplitData
@@ -151,6 +151,15 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
         dataset.set_epoch(epoch)
 
 
+def _shard(dataset: Dataset, shard: tuple[int, int]) -> Subset:
+    rank, world_size = shard
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got shard {shard}")
+    length = len(dataset)  # type: ignore[arg-type]
+    start, stop = length * rank // world_size, length * (rank + 1) // world_size
+    return Subset(dataset, range(start, stop))
+
+
 def build_eval_loaders(
     split: SplitData,
     transform: EvalTransform | None = None,
@@ -159,16 +168,24 @@ def build_eval_loaders(
     num_workers: int = 4,
     text_length: int = 77,
     pin_memory: bool | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[DataLoader, DataLoader]:
     """Loaders over a split's gallery images and text queries, in split order (no shuffling).
+
+    Args:
+        shard: ``(rank, world_size)``: only the rank-th of ``world_size`` contiguous parts of the
+            images and of the captions (for encoding a split with several processes;
+            concatenating the parts in rank order gives the whole split in order).
 
     Returns:
         ``(image_loader, text_loader)``; image batches hold ``index``, ``pids``, ``images``
         (B, 3, H, W); text batches hold ``index``, ``pids``, ``caption_ids`` (B, L).
     """
     options = _loader_options(num_workers, pin_memory)
-    images = ImageDataset.from_split(split, transform)
-    texts = TextDataset.from_split(split, text_length=text_length)
+    images: Dataset = ImageDataset.from_split(split, transform)
+    texts: Dataset = TextDataset.from_split(split, text_length=text_length)
+    if shard is not None:
+        images, texts = _shard(images, shard), _shard(texts, shard)
     image_loader = DataLoader(images, batch_size=batch_size, shuffle=False, **options)
     text_loader = DataLoader(texts, batch_size=batch_size, shuffle=False, **options)
     return image_loader, text_loader

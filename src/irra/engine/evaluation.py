@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from irra.engine.distributed import DistContext, all_gather_rows
 from irra.engine.runtime import autocast
 from irra.metrics import retrieval_metrics
 
@@ -89,6 +90,26 @@ def encode_split(
     finally:
         model.train(was_training)
     return EncodedSet(text_feats, text_pids, image_feats, image_pids)
+
+
+def gather_encoded(encoded: EncodedSet, ctx: DistContext) -> EncodedSet:
+    """Concatenate the parts of a split that each process encoded, in rank order.
+
+    Args:
+        encoded: this process's contiguous shard of the captions and of the images.
+        ctx: the process group (one process: ``encoded`` is returned as it is).
+
+    Returns:
+        The whole split in every process: text_feats (Q, D), image_feats (G, D) and their pids.
+    """
+    if not ctx.distributed:
+        return encoded
+    return EncodedSet(
+        all_gather_rows(encoded.text_feats, ctx),
+        all_gather_rows(encoded.text_pids, ctx),
+        all_gather_rows(encoded.image_feats, ctx),
+        all_gather_rows(encoded.image_pids, ctx),
+    )
 
 
 def split_metrics(encoded: EncodedSet, *, image_to_text: bool = False) -> dict[str, float]:

@@ -28,7 +28,14 @@ import torch
 
 from irra.config import Config, load_config, save_config
 from irra.engine.checkpoint import CheckpointError, load_checkpoint
-from irra.engine.evaluation import EncodedSet, encode_split, split_metrics
+from irra.engine.distributed import (
+    DistContext,
+    broadcast_object,
+    distributed_session,
+    env_world_size,
+    wrap_ddp,
+)
+from irra.engine.evaluation import EncodedSet, encode_split, gather_encoded, split_metrics
 from irra.engine.hooks import CheckpointHook, EvalHook, JsonlLogHook, TensorBoardHook
 from irra.engine.optim import build_optimizer, build_scheduler
 from irra.engine.report import METRIC_KEYS, grid_rows, write_report
@@ -169,32 +176,64 @@ def train(
 ) -> RunResult:
     """Train, select, test and report; see the module docstring for what the folder holds.
 
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1), every process calls this: they join one process
+    group (NCCL on CUDA, Gloo on CPU), ``data.batch_size`` is the global batch split evenly over
+    the processes, evaluation is sharded over them, and only rank 0 writes the run folder (log,
+    checkpoints, TensorBoard, model, metrics, report). The run folder must be on a file system
+    that every process can read (resuming and the final test load the checkpoints in every
+    process).
+
     Args:
         config: the experiment (None with ``resume``: the folder's ``config.yaml``).
         out: the run folder.
-        resume: continue the run in ``out`` from its ``last.pt``.
-        hooks: extra trainer hooks run first (e.g. a progress bar).
-        progress: ``progress(iterable, desc, total)`` wrapper for the encoding loops.
+        resume: continue the run in ``out`` from its ``last.pt`` (with any number of processes).
+        hooks: extra trainer hooks run first (e.g. a progress bar), in rank 0 only.
+        progress: ``progress(iterable, desc, total)`` wrapper for the encoding loops (rank 0).
         check_progress: ``check_progress(done, total)`` while the dataset's images are checked.
 
     Returns:
-        The test metrics of the selected model and where the outputs are.
+        The test metrics of the selected model and where the outputs are (in every process).
     """
     run_dir, config = prepare_run_dir(out, config, resume=resume)
-    with _LogFile(run_dir / "train.log"):
-        return _train(
-            config,
-            run_dir,
-            resume=resume,
-            hooks=hooks,
-            progress=progress,
-            check_progress=check_progress,
-        )
+    device = _process_device(config.train.device)
+    with distributed_session(device.type) as ctx:
+        if not ctx.is_main:
+            return _train(
+                config,
+                run_dir,
+                device,
+                ctx,
+                resume=resume,
+                hooks=(),
+                progress=None,
+                check_progress=None,
+            )
+        with _LogFile(run_dir / "train.log"):
+            return _train(
+                config,
+                run_dir,
+                device,
+                ctx,
+                resume=resume,
+                hooks=hooks,
+                progress=progress,
+                check_progress=check_progress,
+            )
+
+
+def _process_device(name: str) -> torch.device:
+    """The configured device; with several CUDA processes, the one of this local rank."""
+    device = resolve_device(name)
+    if device.type == "cuda" and env_world_size() > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
 def _train(
     config: Config,
     run_dir: Path,
+    device: torch.device,
+    ctx: DistContext,
     *,
     resume: bool,
     hooks: Sequence[Hook],
@@ -212,20 +251,34 @@ def _train(
     from irra.objectives import compute_losses
 
     cfg_t, cfg_d, cfg_m = config.train, config.data, config.model
-    save_config(config, run_dir / CONFIG_FILE)
+    if ctx.is_main:
+        save_config(config, run_dir / CONFIG_FILE)
     if cfg_t.threads:
         torch.set_num_threads(cfg_t.threads)
-    device = resolve_device(cfg_t.device)
     precision = resolve_precision(cfg_t.precision, device)
     logger.info(
-        "%s run in %s on %s (%s), torch %s, %d CPU threads",
+        "%s run in %s on %s (%s), torch %s, world size %d (%s), %d CPU threads per process",
         "resuming" if resume else "starting",
         run_dir,
         device,
         precision,
         torch.__version__,
+        ctx.world_size,
+        "one process" if not ctx.distributed else f"{torch.distributed.get_backend()} backend",
         torch.get_num_threads(),
     )
+    if cfg_d.batch_size % ctx.world_size:
+        raise RunError(
+            f"data.batch_size {cfg_d.batch_size} (the global batch) does not split evenly over "
+            f"{ctx.world_size} processes; use a multiple of {ctx.world_size}"
+        )
+    local_batch = cfg_d.batch_size // ctx.world_size
+    if cfg_d.sampler == "identity" and local_batch % cfg_d.num_instance:
+        raise RunError(
+            f"the identity sampler needs the batch of each process ({local_batch} = "
+            f"{cfg_d.batch_size} / {ctx.world_size}) to be a multiple of data.num_instance "
+            f"{cfg_d.num_instance}"
+        )
     if cfg_d.text_length > cfg_m.context_length and cfg_m.arch == "custom":
         raise RunError(
             f"data.text_length {cfg_d.text_length} exceeds model.context_length "
@@ -239,7 +292,7 @@ def _train(
         check_images=cfg_d.check_images,
         num_workers=max(1, cfg_d.num_workers),
         progress=check_progress,
-        run_dir=run_dir,
+        run_dir=run_dir if ctx.is_main else None,
     )
     if data.train is None:
         raise RunError(f"{data.dataset_dir}: the annotations have no training split")
@@ -266,11 +319,13 @@ def _train(
     )
     loader = build_train_loader(
         dataset,
-        batch_size=cfg_d.batch_size,
+        batch_size=local_batch,
         sampler=cfg_d.sampler,  # type: ignore[arg-type]
         num_instances=cfg_d.num_instance,
         num_workers=cfg_d.num_workers,
         seed=cfg_t.seed,
+        world_size=ctx.world_size,
+        rank=ctx.rank,
     )
     if len(loader) == 0:
         raise RunError(
@@ -284,7 +339,12 @@ def _train(
         loss_names=names,
         mlm_weight=config.loss.mlm_weight,
         id_weight=config.loss.id_weight,
+        dist_ctx=ctx,
+        global_batch=config.loss.global_batch,
     )
+    train_model: torch.nn.Module = model
+    if ctx.distributed:
+        train_model = wrap_ddp(model, device)
 
     eval_transform = build_eval_transform(image_size)
     loaders: dict[str, Any] = {}
@@ -297,12 +357,15 @@ def _train(
                 batch_size=cfg_d.eval_batch_size,
                 num_workers=cfg_d.num_workers,
                 text_length=cfg_d.text_length,
+                shard=(ctx.rank, ctx.world_size) if ctx.distributed else None,
             )
         image_loader, text_loader = loaders[split]
-        return encode_split(model, image_loader, text_loader, device, precision, progress)
+        part = encode_split(model, image_loader, text_loader, device, precision, progress)
+        return gather_encoded(part, ctx)
 
     def evaluate(split: str) -> dict[str, float]:
-        return split_metrics(encode(split))
+        encoded = encode(split)  # every process takes part
+        return broadcast_object(split_metrics(encoded) if ctx.is_main else None, ctx)
 
     eval_hook = EvalHook(
         evaluate, eval_splits, select_split, cfg_t.select_metric, every=cfg_t.eval_every
@@ -316,12 +379,15 @@ def _train(
             "sampler": batch_sampler.state_dict(),
         }
 
-    all_hooks: list[Hook] = [*hooks, eval_hook, JsonlLogHook(run_dir / "log.jsonl")]
-    if cfg_t.tensorboard:
-        all_hooks.append(TensorBoardHook(run_dir / "tb", every=cfg_t.log_every))
-    all_hooks.append(CheckpointHook(run_dir, extra, eval_hook))
+    # Every process evaluates (its shard); rank 0 alone logs, writes TensorBoard and checkpoints.
+    all_hooks: list[Hook] = [eval_hook]
+    if ctx.is_main:
+        all_hooks = [*hooks, eval_hook, JsonlLogHook(run_dir / "log.jsonl")]
+        if cfg_t.tensorboard:
+            all_hooks.append(TensorBoardHook(run_dir / "tb", every=cfg_t.log_every))
+        all_hooks.append(CheckpointHook(run_dir, extra, eval_hook))
     trainer = Trainer(
-        model,
+        train_model,
         loss_fn,
         optimizer,
         scheduler,
@@ -331,6 +397,7 @@ def _train(
         precision=precision,
         grad_clip=config.optim.grad_clip,
         hooks=all_hooks,
+        dist_ctx=ctx,
     )
     if resume:
         state = _load(run_dir / "last.pt", device)
@@ -340,6 +407,7 @@ def _train(
     trainer.fit()
     if trainer.stop_requested:
         raise KeyboardInterrupt
+    ctx.barrier()  # rank 0 has written best.pt
 
     best_epoch = trainer.state.best_epoch
     best_path = run_dir / "best.pt"
@@ -347,8 +415,11 @@ def _train(
         model.load_state_dict(_load(best_path, device)["model"])
     logger.info("testing the model of epoch %s on the test split", best_epoch)
     encoded = encode("test")
-    metrics = split_metrics(encoded)
+    metrics = broadcast_object(split_metrics(encoded) if ctx.is_main else None, ctx)
     metrics = {k: round(metrics[k], 4) for k in METRIC_KEYS}
+    model_dir = run_dir / "model"
+    if not ctx.is_main:
+        return RunResult(run_dir, metrics, best_epoch, model_dir, None)
     atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     logger.info("test: %s", "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
 
@@ -356,7 +427,7 @@ def _train(
 
     model_dir = save_model(
         model.cpu(),
-        run_dir / "model",
+        model_dir,
         metadata={
             "dataset": cfg_d.dataset,
             "epoch": best_epoch,

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from irra.engine.checkpoint import rng_state, set_rng_state
+from irra.engine.distributed import DistContext, bare_module, mean_over_processes
 from irra.engine.runtime import autocast, make_grad_scaler
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,11 @@ class Trainer:
         epochs: total number of epochs.
         device, precision: where and how to compute ("fp32", "bf16", "fp16").
         grad_clip: max global gradient norm, or None.
-        hooks: evaluation, checkpointing, logging, progress.
+        hooks: evaluation, checkpointing, logging, progress (in a multi-process run, the caller
+            gives the writing hooks to rank 0 only).
+        dist_ctx: the process group of a multi-process run (``model`` is then wrapped in DDP and
+            ``loss_fn`` returns each process's share); logged values are averaged over processes
+            and ``batch_size`` is the global batch.
     """
 
     def __init__(
@@ -76,6 +81,7 @@ class Trainer:
         precision: str = "fp32",
         grad_clip: float | None = None,
         hooks: Sequence[Hook] = (),
+        dist_ctx: DistContext | None = None,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -87,15 +93,20 @@ class Trainer:
         self.precision = precision
         self.grad_clip = grad_clip
         self.hooks = list(hooks)
+        self.dist_ctx = dist_ctx or DistContext()
         self.scaler = make_grad_scaler(device, precision)
         self.state = TrainState()
         self.stop_requested = False
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: modules, optimiser, schedule, scaler, counters, RNG."""
+        """Everything needed to resume: modules, optimiser, schedule, scaler, counters, RNG.
+
+        The model's state dict is taken inside any DDP wrapper (no ``module.`` prefixes), so a
+        checkpoint of N processes loads in one process and vice versa.
+        """
         return {
-            "model": self.model.state_dict(),
+            "model": bare_module(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -111,7 +122,7 @@ class Trainer:
 
     def load_state_dict(self, data: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        self.model.load_state_dict(data["model"])
+        bare_module(self.model).load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
         self.scaler.load_state_dict(data["scaler"])
@@ -155,9 +166,10 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.state.step += 1
-        logs = {k: float(v.detach()) for k, v in out.items()}
+        values = mean_over_processes(out, self.dist_ctx)
+        logs = {k: float(v) for k, v in values.items()}
         logs["lr"] = self.optimizer.param_groups[0]["lr"]
-        logs["batch_size"] = float(len(batch["pids"]))
+        logs["batch_size"] = float(len(batch["pids"]) * self.dist_ctx.world_size)
         return logs
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
