@@ -63,12 +63,16 @@ def onnx_runner(path: Path, input_name: str, threads: int | None = None) -> Runn
 
 def torchscript_runner(path: Path, threads: int | None = None) -> Runner:
     """A TorchScript encoder file ``path`` (loaded with ``torch.jit.load``) as a function."""
+    import warnings
+
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     try:
-        module = torch.jit.load(str(path), map_location="cpu").eval()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit deprecation
+            module = torch.jit.load(str(path), map_location="cpu").eval()
     except RuntimeError as err:
         raise ExportError(f"{path}: not a TorchScript archive ({err}); export again") from err
 
