@@ -187,7 +187,7 @@ def test_a_broken_export_dir_fails_naming_the_file_and_the_fix(model, tmp_path):
     (tmp_path / "malformed" / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(ExportError, match=r"irra_export.json: malformed .*image_size"):
         ExportedEncoder.open(tmp_path / "malformed")
-    with pytest.raises(ExportError, match="is a onnx export, not torchscript"):
+    with pytest.raises(ExportError, match="is an export in format onnx, not torchscript"):
         open_engine(out, "torchscript")
     with pytest.raises(ValueError, match="export directory, which the torch engine cannot read"):
         open_engine(out, "torch")

@@ -127,7 +127,7 @@ class ExportedEncoder:
         bundle = read_bundle(directory, verify=verify)
         if engine is not None and engine != bundle.format:
             raise ExportError(
-                f"{directory}: is a {bundle.format} export, not {engine}; pass --engine "
+                f"{directory}: is an export in format {bundle.format}, not {engine}; pass --engine "
                 f"{bundle.format}, or export with --format {engine}"
             )
         if bundle.format == "onnx":
