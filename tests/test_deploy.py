@@ -151,6 +151,18 @@ def test_onnx_export_drops_the_training_heads(model, tmp_path):
     assert stored <= towers - 1  # logit_scale and the heads are not in the export
 
 
+def test_torchscript_export_holds_only_each_towers_parameters(model, tmp_path):
+    out = export_model(model, tmp_path / "export", "torchscript")
+    image_file, text_file = (out / name for name in encoder_files("torchscript"))
+    clip = model.base_model
+    visual = sum(p.numel() for p in clip.visual.parameters())
+    text = sum(p.numel() for n, p in clip.named_parameters() if not n.startswith("visual."))
+    text -= clip.logit_scale.numel()
+    for path, expected in ((image_file, visual), (text_file, text)):
+        stored = sum(p.numel() for p in torch.jit.load(str(path)).parameters())
+        assert stored == expected, path.name
+
+
 def test_export_refuses_an_existing_dir_unless_overwriting_an_export(model, tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(ExportError, match="already exists; choose another --out"):

@@ -58,14 +58,23 @@ class ImageEncoder(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """``IRRA.encode_text`` as a module: ids (B, L) int64 -> (B, D) float32 (EOT token)."""
+    """``IRRA.encode_text`` as a module: ids (B, L) int64 -> (B, D) float32 (EOT token).
+
+    Holds only the text tower's parameters (a traced module saves every parameter it holds).
+    """
 
     def __init__(self, model: IRRA) -> None:
         super().__init__()
-        self.base_model = model.base_model
+        clip = model.base_model
+        self.token_embedding = clip.token_embedding
+        self.positional_embedding = clip.positional_embedding
+        self.transformer = clip.transformer
+        self.ln_final = clip.ln_final
+        self.text_projection = clip.text_projection
 
     def forward(self, ids: Tensor) -> Tensor:
-        tokens = self.base_model.encode_text_tokens(ids)  # (B, L, D)
+        x = self.token_embedding(ids) + self.positional_embedding[: ids.shape[1]]
+        tokens = self.ln_final(self.transformer(x)) @ self.text_projection  # (B, L, D)
         # Gather the end-of-text token (the largest id) of every row.
         index = ids.argmax(dim=-1)[:, None, None].expand(-1, 1, tokens.shape[-1])
         return tokens.gather(1, index)[:, 0].float()
