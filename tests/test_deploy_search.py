@@ -42,6 +42,7 @@ NO_TORCH_SEARCH = textwrap.dedent(
     api = {q: [h.path for h in retriever.search(q, k=20)] for q in json.loads(queries)}
     assert main(["index", "--out", new_index, "--checkpoint", export, "--images", gallery,
                  "--engine", "onnx", "--workers", "0"]) == 0
+    assert main(["search", "--index", new_index, "grey", "--json"]) == 0
     cli = Retriever.open(new_index)
     built = {q: [h.path for h in cli.search(q, k=20)] for q in json.loads(queries)}
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
