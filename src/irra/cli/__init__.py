@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "index",
     "search",
     "serve",
+    "export",
     "ablate",
     "synth",
     "data",

@@ -22,7 +22,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--out", required=True, help="index directory (created or updated)")
-    p.add_argument("--checkpoint", help="model (default when updating: the one that built it)")
+    p.add_argument(
+        "--checkpoint",
+        help="model, or an export directory with --engine onnx (default when updating: the one "
+        "that built it)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("torch", "onnx", "torchscript"),
+        help="torch: a checkpoint; onnx / torchscript: an irra export directory as --checkpoint "
+        "(default: detected from --checkpoint, else the engine recorded in the index)",
+    )
+    p.add_argument("--threads", type=int, help="CPU threads of the onnx / torchscript runtime")
     p.add_argument("--images", help="folder of images (default when updating: the indexed one)")
     p.add_argument(
         "--index-type",
@@ -41,31 +52,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irra index``; returns the exit status."""
-    from irra.cli.progress import counter
-    from irra.model import WeightsError
-    from irra.retrieval import (
-        Encoder,
-        GalleryError,
-        IndexStoreError,
-        build_index,
-        read_labels,
-    )
+    from irra.cli.bars import counter
+    from irra.retrieval import GalleryError, IndexStoreError, build_index, open_engine, read_labels
     from irra.retrieval.store import Snapshot, is_index
 
     out = Path(args.out)
     try:
-        checkpoint, images = args.checkpoint, args.images
+        checkpoint, images, engine = args.checkpoint, args.images, args.engine
         if (checkpoint is None or images is None) and is_index(out) and not args.rebuild:
             snapshot = Snapshot.open(out)
             snapshot.metadata.close()
-            checkpoint = checkpoint or snapshot.manifest["model"]["source"]
+            if checkpoint is None:
+                checkpoint = snapshot.manifest["model"]["source"]
+                engine = engine or snapshot.manifest["model"].get("engine")
             images = images or snapshot.manifest["images_root"]
         if checkpoint is None or images is None:
             raise IndexStoreError(
                 f"{out}: no index yet; pass --checkpoint CKPT and --images DIR to build one"
             )
         labels = read_labels(args.labels) if args.labels else None
-        encoder = Encoder.from_checkpoint(checkpoint, device=args.device, precision=args.precision)
+        encoder = open_engine(
+            checkpoint,
+            engine,
+            device=args.device,
+            precision=args.precision,
+            threads=args.threads,
+        )
         report = build_index(
             encoder,
             images,
@@ -79,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=counter("encoding images"),
         )
-    except (GalleryError, IndexStoreError, WeightsError, ValueError, RuntimeError) as err:
+    except (GalleryError, IndexStoreError, ValueError, RuntimeError) as err:  # WeightsError too
         logger.error("%s", err)
         return 2
     print(

@@ -1,35 +1,16 @@
-"""Progress bars (tqdm) for the command line; library code takes these as callbacks."""
+"""Training progress bars (tqdm) for the command line; ``bar`` and ``counter`` live in bars.py."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from irra.cli.bars import bar, counter
 from irra.engine.trainer import Hook, Trainer
 
-
-def bar(iterable: Iterable, desc: str = "", total: int | None = None) -> Iterable:
-    """Wrap ``iterable`` in a progress bar (hidden when stderr is not a terminal and long)."""
-    return tqdm(iterable, desc=desc, total=total or None, leave=False, dynamic_ncols=True)
-
-
-def counter(desc: str) -> Callable[[int, int], None]:
-    """A ``callback(done, total)`` that drives a bar, closed when ``done`` reaches ``total``."""
-    state: dict[str, Any] = {}
-
-    def update(done: int, total: int) -> None:
-        pbar = state.get("bar")
-        if pbar is None:
-            pbar = state["bar"] = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
-        pbar.update(done - pbar.n)
-        if done >= total:
-            pbar.close()
-            state.pop("bar")
-
-    return update
+__all__ = ["TrainProgressHook", "bar", "counter"]
 
 
 class TrainProgressHook(Hook):

@@ -22,19 +22,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--grid", metavar="PNG", help="save the query above its top-k thumbnails")
-    p.add_argument("--checkpoint", help="the model, if it moved since the index was built")
+    p.add_argument(
+        "--checkpoint",
+        help="the model, if it moved since the index was built, or an export directory of it",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("torch", "onnx", "torchscript"),
+        help="torch: a checkpoint; onnx / torchscript: an irra export directory as --checkpoint "
+        "(default: detected from --checkpoint, else the engine recorded in the index)",
+    )
+    p.add_argument("--threads", type=int, help="CPU threads of the onnx / torchscript runtime")
     p.add_argument("--nprobe", type=int, help="ivf index: cells scanned (more = more exact)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irra search``; returns the exit status."""
-    from irra.model import WeightsError
     from irra.retrieval import GalleryError, IndexStoreError, QueryError, Retriever
 
     try:
         retriever = Retriever.open(
-            args.index, checkpoint=args.checkpoint, device=args.device, nprobe=args.nprobe
+            args.index,
+            checkpoint=args.checkpoint,
+            engine=args.engine,
+            device=args.device,
+            nprobe=args.nprobe,
+            threads=args.threads,
         )
         hits = retriever.search(args.query, args.k)
         if args.grid:
@@ -43,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 args.query,
                 [(retriever.images_root / h.path, h.score) for h in hits],
             )
-    except (QueryError, GalleryError, IndexStoreError, WeightsError, ValueError) as err:
+    except (QueryError, GalleryError, IndexStoreError, ValueError, RuntimeError) as err:
         logger.error("%s", err)
         return 2
     root = retriever.images_root

@@ -23,7 +23,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--index", required=True, help="index directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--checkpoint", help="the model, if it moved since the index was built")
+    p.add_argument(
+        "--checkpoint",
+        help="the model, if it moved since the index was built, or an export directory of it",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("torch", "onnx", "torchscript"),
+        help="torch: a checkpoint; onnx / torchscript: an irra export directory as --checkpoint "
+        "(default: detected from --checkpoint, else the engine recorded in the index)",
+    )
+    p.add_argument("--threads", type=int, help="CPU threads of the onnx / torchscript runtime")
     p.add_argument("--nprobe", type=int, help="ivf index: cells scanned per query")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
 
@@ -37,14 +47,18 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         logger.error("irra serve needs the serve extra: pip install 'irra[serve]' (%s)", err)
         return 2
-    from irra.model import WeightsError
     from irra.retrieval import IndexStoreError, Retriever
 
     try:
         retriever = Retriever.open(
-            args.index, checkpoint=args.checkpoint, device=args.device, nprobe=args.nprobe
+            args.index,
+            checkpoint=args.checkpoint,
+            engine=args.engine,
+            device=args.device,
+            nprobe=args.nprobe,
+            threads=args.threads,
         )
-    except (IndexStoreError, WeightsError, ValueError) as err:
+    except (IndexStoreError, ValueError, RuntimeError) as err:
         logger.error("%s", err)
         return 2
     if not _is_loopback(args.host):

@@ -1,30 +1,47 @@
 """Index a folder of person crops and search it by description.
 
 * :class:`Encoder` - an IRRA model that turns images and texts into unit-length embeddings;
+* :func:`open_engine` - that, or an exported ONNX / TorchScript encoder (``irra export``);
 * :func:`build_index` - encode a gallery folder (or only what changed) into an index directory;
 * :class:`Retriever` - open an index with the model that built it, ``search`` and ``add``.
+
+Names are imported on first use: ``import irra.retrieval`` does not import PyTorch, and
+searching with the ``onnx`` engine never does.
 """
 
-from irra.retrieval.build import BuildReport, build_index
-from irra.retrieval.encoder import Encoder, model_fingerprint
-from irra.retrieval.files import GalleryError, read_labels, scan_images
-from irra.retrieval.retriever import MAX_K, MAX_QUERY_CHARS, QueryError, Retriever, SearchHit
-from irra.retrieval.store import IndexStoreError
-from irra.retrieval.vectors import INDEX_TYPES
+from __future__ import annotations
 
-__all__ = [
-    "INDEX_TYPES",
-    "MAX_K",
-    "MAX_QUERY_CHARS",
-    "BuildReport",
-    "Encoder",
-    "GalleryError",
-    "IndexStoreError",
-    "QueryError",
-    "Retriever",
-    "SearchHit",
-    "build_index",
-    "model_fingerprint",
-    "read_labels",
-    "scan_images",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "BuildReport": "build",
+    "build_index": "build",
+    "Encoder": "encoder",
+    "model_fingerprint": "encoder",
+    "ENGINES": "engine",
+    "EmbeddingEngine": "engine",
+    "open_engine": "engine",
+    "GalleryError": "files",
+    "read_labels": "files",
+    "scan_images": "files",
+    "MAX_K": "retriever",
+    "MAX_QUERY_CHARS": "retriever",
+    "QueryError": "retriever",
+    "Retriever": "retriever",
+    "SearchHit": "retriever",
+    "IndexStoreError": "store",
+    "INDEX_TYPES": "vectors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'irra.retrieval' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"irra.retrieval.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from irra.retrieval.encoder import Encoder, Progress
+from irra.retrieval.engine import EmbeddingEngine, Progress
 from irra.retrieval.files import GalleryError, ImageFile, Labels, scan_images
 from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot, is_index, write_version
 from irra.retrieval.vectors import (
@@ -36,7 +36,7 @@ class BuildReport:
     version: Path
 
 
-def check_same_model(manifest: dict[str, Any], encoder: Encoder, where: str | Path) -> None:
+def check_same_model(manifest: dict[str, Any], encoder: EmbeddingEngine, where: str | Path) -> None:
     """Raise unless ``encoder`` holds the model whose fingerprint the index recorded."""
     recorded = manifest["model"]["fingerprint"]
     if recorded != encoder.fingerprint:
@@ -49,7 +49,7 @@ def check_same_model(manifest: dict[str, Any], encoder: Encoder, where: str | Pa
 
 
 def make_manifest(
-    encoder: Encoder, images_root: Path, index_type: str, vector_index: Any
+    encoder: EmbeddingEngine, images_root: Path, index_type: str, vector_index: Any
 ) -> dict[str, Any]:
     """The manifest fields a writer supplies (model identity, image root, index settings)."""
     return {
@@ -57,7 +57,8 @@ def make_manifest(
         "model": {
             "fingerprint": encoder.fingerprint,
             "source": encoder.source,
-            "config": encoder.model.config.to_dict(),
+            "engine": encoder.engine,
+            "config": encoder.model_config,
         },
         "dim": encoder.dim,
         "metric": "inner_product",
@@ -98,7 +99,7 @@ def merge_rows(
 
 def write_index(
     directory: str | os.PathLike[str],
-    encoder: Encoder,
+    encoder: EmbeddingEngine,
     images_root: Path,
     records: Sequence[ImageRecord],
     vectors: np.ndarray,
@@ -114,7 +115,7 @@ def write_index(
 
 
 def build_index(
-    encoder: Encoder,
+    encoder: EmbeddingEngine,
     images: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,12 +17,13 @@ from PIL import Image, UnidentifiedImageError
 from irra.data.transforms import build_eval_transform
 from irra.engine.runtime import autocast, resolve_device, resolve_precision
 from irra.model.irra import IRRA
+from irra.retrieval.engine import Progress
 from irra.retrieval.files import GalleryError
 from irra.tokenizer import tokenize
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
+__all__ = ["Encoder", "Progress", "model_fingerprint"]
 
 
 def model_fingerprint(model: IRRA) -> str:
@@ -65,6 +67,8 @@ class _ImageFiles(torch.utils.data.Dataset):
 class Encoder:
     """An IRRA model in eval mode that turns images and texts into unit-length embeddings.
 
+    The ``torch`` engine of :func:`irra.retrieval.engine.open_engine`.
+
     Example:
         >>> encoder = Encoder.from_checkpoint("runs/demo/model")
         >>> encoder.encode_texts(["a man in a black jacket"]).shape
@@ -81,6 +85,7 @@ class Encoder:
         self.context_length = model.config.clip.text.context_length
         self._fingerprint: str | None = None
         self.source: str | None = None
+        self.engine = "torch"
 
     @classmethod
     def from_checkpoint(
@@ -97,6 +102,11 @@ class Encoder:
     def dim(self) -> int:
         """D, the embedding width."""
         return int(self.model.embed_dim)
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        """The model's config (``IRRAConfig.to_dict()``)."""
+        return self.model.config.to_dict()
 
     @property
     def fingerprint(self) -> str:

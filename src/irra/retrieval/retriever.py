@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from irra.retrieval.build import check_same_model, merge_rows, write_index
-from irra.retrieval.encoder import Encoder, Progress
+from irra.retrieval.engine import EmbeddingEngine, Progress, open_engine
 from irra.retrieval.files import GalleryError, stat_image
 from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot
 from irra.retrieval.vectors import search_vectors, set_nprobe
@@ -69,7 +69,9 @@ class Retriever:
         ...     print(hit.rank, hit.score, retriever.image_path(hit.id))
     """
 
-    def __init__(self, directory: str | os.PathLike[str], snapshot: Snapshot, encoder: Encoder):
+    def __init__(
+        self, directory: str | os.PathLike[str], snapshot: Snapshot, encoder: EmbeddingEngine
+    ):
         check_same_model(snapshot.manifest, encoder, directory)
         self.directory = Path(directory)
         self.encoder = encoder
@@ -82,21 +84,29 @@ class Retriever:
         index: str | os.PathLike[str],
         *,
         checkpoint: str | os.PathLike[str] | None = None,
+        engine: str | None = None,
         device: str = "auto",
         precision: str = "auto",
         nprobe: int | None = None,
+        threads: int | None = None,
     ) -> Retriever:
         """Open the index in ``index`` with the model that built it.
 
         Args:
             index: index directory written by :func:`build_index` / ``irra index``.
-            checkpoint: the model file; default: the path recorded in the index. Either way its
-                weights must be the ones that built the index.
-            device, precision: where and how queries are encoded.
+            checkpoint: the model file, or an export directory (``irra export``); default: the
+                path recorded in the index. Either way its weights must be the ones that built
+                the index.
+            engine: ``torch``, ``onnx`` or ``torchscript`` (see
+                :func:`irra.retrieval.engine.open_engine`); default: the engine recorded in the
+                index when ``checkpoint`` is None, else detected from ``checkpoint``.
+            device, precision: where and how queries are encoded (``torch`` engine).
             nprobe: cells scanned per query of an ``ivf`` index (more = slower, more exact).
+            threads: CPU threads of an exported engine's runtime.
 
         Raises:
             IndexStoreError: not an index, or a model other than the one that built it.
+            ExportError: an incomplete or altered export directory.
         """
         snapshot = Snapshot.open(index)
         try:
@@ -106,7 +116,11 @@ class Retriever:
                     f"{index}: the model that built this index is not at {source!r} any more; "
                     "pass its new location (--checkpoint / checkpoint=)"
                 )
-            encoder = Encoder.from_checkpoint(source, device=device, precision=precision)
+            if engine is None and checkpoint is None:
+                engine = snapshot.manifest["model"].get("engine")
+            encoder = open_engine(
+                source, engine, device=device, precision=precision, threads=threads
+            )
             set_nprobe(snapshot.vectors, nprobe)
             return cls(index, snapshot, encoder)
         except BaseException:
