@@ -95,10 +95,9 @@ def ensure_synthpedes(folder: Path, *, workers: int) -> None:
         progress_bar.update(done - progress_bar.n)
 
     try:
-        summary = generate_synthpedes(folder, num_ids=DEMO_IDS, workers=workers, progress=progress)
+        generate_synthpedes(folder, num_ids=DEMO_IDS, workers=workers, progress=progress)
     finally:
         progress_bar.close()
-    logger.info("SynthPedes: %s", summary)
 
 
 def clear_run(run_dir: Path, *, keep: Path) -> None:
