@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from irra.cli.engine_args import add_engine_args
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,18 +24,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--out", required=True, help="index directory (created or updated)")
-    p.add_argument(
-        "--checkpoint",
-        help="model, or an export directory with --engine onnx (default when updating: the one "
-        "that built it)",
-    )
-    p.add_argument(
-        "--engine",
-        choices=("torch", "onnx", "torchscript"),
-        help="torch: a checkpoint; onnx / torchscript: an irra export directory as --checkpoint "
-        "(default: detected from --checkpoint, else the engine recorded in the index)",
-    )
-    p.add_argument("--threads", type=int, help="CPU threads of the onnx / torchscript runtime")
     p.add_argument("--images", help="folder of images (default when updating: the indexed one)")
     p.add_argument(
         "--index-type",
@@ -46,8 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rebuild", action="store_true", help="re-encode everything (another model)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16, fp16")
+    add_engine_args(
+        p,
+        checkpoint_help="model, or an export directory with --engine onnx (default when "
+        "updating: the one that built it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+from irra.cli.engine_args import add_engine_args
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,19 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--grid", metavar="PNG", help="save the query above its top-k thumbnails")
-    p.add_argument(
-        "--checkpoint",
-        help="the model, if it moved since the index was built, or an export directory of it",
-    )
-    p.add_argument(
-        "--engine",
-        choices=("torch", "onnx", "torchscript"),
-        help="torch: a checkpoint; onnx / torchscript: an irra export directory as --checkpoint "
-        "(default: detected from --checkpoint, else the engine recorded in the index)",
-    )
-    p.add_argument("--threads", type=int, help="CPU threads of the onnx / torchscript runtime")
     p.add_argument("--nprobe", type=int, help="ivf index: cells scanned (more = more exact)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add_engine_args(
+        p,
+        checkpoint_help="the model, if it moved since the index was built, or an export directory "
+        "of it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

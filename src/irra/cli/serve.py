@@ -6,6 +6,8 @@ import argparse
 import ipaddress
 import logging
 
+from irra.cli.engine_args import add_engine_args
+
 logger = logging.getLogger(__name__)
 
 
@@ -23,19 +25,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--index", required=True, help="index directory")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument(
-        "--checkpoint",
-        help="the model, if it moved since the index was built, or an export directory of it",
-    )
-    p.add_argument(
-        "--engine",
-        choices=("torch", "onnx", "torchscript"),
-        help="torch: a checkpoint; onnx / torchscript: an irra export directory as --checkpoint "
-        "(default: detected from --checkpoint, else the engine recorded in the index)",
-    )
-    p.add_argument("--threads", type=int, help="CPU threads of the onnx / torchscript runtime")
     p.add_argument("--nprobe", type=int, help="ivf index: cells scanned per query")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add_engine_args(
+        p,
+        checkpoint_help="the model, if it moved since the index was built, or an export directory "
+        "of it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
