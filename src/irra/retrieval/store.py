@@ -158,7 +158,7 @@ class Metadata:
 
     def get(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         """Records of the given ids (unknown ids are left out)."""
-        ids = [int(i) for i in ids]
+        ids = [int(i) for i in ids if 0 <= int(i) < 2**63]  # others cannot be ids in SQLite
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
