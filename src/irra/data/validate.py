@@ -142,11 +142,23 @@ def check_layout(dataset_dir: Path, fmt: DatasetFormat) -> tuple[Path, Path]:
 def load_annotation_list(path: Path) -> list[Any]:
     """Parse ``path`` as a JSON list; raise :class:`DatasetError` otherwise."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # utf-8-sig: a byte-order mark (left by some editors) is read, not refused
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path}: not UTF-8 text ({exc}). Fix: restore the original annotation file, or "
+            "re-save it as UTF-8"
+        ) from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise DatasetError(
             f"{path}: not valid JSON ({exc}). Fix: restore the original annotation file"
+        ) from exc
+    except RecursionError as exc:
+        raise DatasetError(
+            f"{path}: not an annotation file (JSON nested too deeply to read). Fix: restore the "
+            "original annotation file"
         ) from exc
     if not isinstance(data, list):
         raise DatasetError(

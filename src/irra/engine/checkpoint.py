@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from irra.fileio import atomic_write
+from irra.fileio import atomic_write_bytes
 
 FORMAT = "irra-training-checkpoint"
 VERSION = 1
@@ -41,12 +41,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def checkpoint_bytes(payload: dict[str, Any]) -> bytes:
+    """The content of a checkpoint file holding ``payload`` (plus format and version fields)."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **payload}, buffer)
+    return buffer.getvalue()
+
+
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
     """Atomically write ``payload`` (plus format and version fields) to ``path``."""
-    data = {"format": FORMAT, "version": VERSION, **payload}
-    buffer = io.BytesIO()
-    torch.save(data, buffer)
-    atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
+    atomic_write_bytes(path, checkpoint_bytes(payload))
 
 
 def is_training_checkpoint(obj: Any) -> bool:

@@ -6,14 +6,13 @@ import json
 import logging
 import math
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from irra.engine.checkpoint import save_checkpoint
+from irra.engine.checkpoint import checkpoint_bytes
 from irra.engine.trainer import Hook, Trainer
-from irra.fileio import atomic_write
+from irra.fileio import atomic_write, atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -131,15 +130,13 @@ class CheckpointHook(Hook):
         self.eval_hook = eval_hook
 
     def after_epoch(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
-        last = self.folder / "last.pt"
-        save_checkpoint(last, {**trainer.state_dict(), **self.extra()})
+        # best.pt first: last.pt records the best epoch, so once last.pt is on disk, best.pt must
+        # already hold that epoch. A kill between the two writes leaves the previous last.pt;
+        # the resumed run repeats the epoch and writes the same best.pt again.
+        blob = checkpoint_bytes({**trainer.state_dict(), **self.extra()})
         if self.eval_hook.improved:
-            atomic_write(self.folder / "best.pt", lambda handle: _copy_into(last, handle))
-
-
-def _copy_into(src: Path, handle: Any) -> None:
-    with src.open("rb") as source:
-        shutil.copyfileobj(source, handle, length=16 << 20)
+            atomic_write_bytes(self.folder / "best.pt", blob)
+        atomic_write_bytes(self.folder / "last.pt", blob)
 
 
 class TensorBoardHook(Hook):

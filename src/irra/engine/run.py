@@ -114,24 +114,30 @@ def build_model_from_config(config: Config, num_classes: int) -> torch.nn.Module
 
 def prepare_run_dir(
     out: str | os.PathLike[str], config: Config | None, *, resume: bool
-) -> tuple[Path, Config]:
-    """Create (or, with ``resume``, reopen) a run folder and return it with its config.
+) -> tuple[Path, Config, bool]:
+    """Create (or, with ``resume``, reopen) a run folder; returns it, its config and ``resume``.
 
     A new run refuses a folder that already holds a checkpoint, so nothing is overwritten; a
     resumed run reads ``config.yaml`` from the folder (``config`` may override it, e.g. to
-    train for more epochs).
+    train for more epochs). A run to resume that was killed before its first checkpoint starts
+    again from the beginning (the returned ``resume`` is then False).
     """
     run_dir = Path(out).expanduser()
     if resume:
         saved = run_dir / CONFIG_FILE
         if not saved.is_file():
             raise RunError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start a new run")
+        if os.environ.get("RANK", "0") == "0":  # the only writer of the folder
+            _remove_partial_writes(run_dir)
+        config = config if config is not None else load_config(saved)
         if not (run_dir / "last.pt").is_file():
-            raise RunError(
-                f"{run_dir}: no last.pt yet (the run stopped before its first epoch ended); "
-                "start it again without --resume, with a new --out or after deleting the folder"
+            logger.warning(
+                "%s: no last.pt yet (the run stopped before its first epoch ended); "
+                "starting it again from the beginning with its config.yaml",
+                run_dir,
             )
-        return run_dir, config if config is not None else load_config(saved)
+            return run_dir, config, False
+        return run_dir, config, True
     if config is None:
         raise ValueError("a new run needs a config")
     if (run_dir / "last.pt").exists():
@@ -140,7 +146,15 @@ def prepare_run_dir(
             f"'irra train --resume {run_dir}', or choose another --out"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, config
+    return run_dir, config, False
+
+
+def _remove_partial_writes(run_dir: Path) -> None:
+    """Delete the temporary files of writes that a kill cut short (never read as valid)."""
+    for tmp in run_dir.glob(".*.tmp"):
+        if tmp.is_file():
+            logger.info("removing %s, left by an interrupted write", tmp)
+            tmp.unlink(missing_ok=True)
 
 
 class _LogFile:
@@ -194,7 +208,7 @@ def train(
     Returns:
         The test metrics of the selected model and where the outputs are (in every process).
     """
-    run_dir, config = prepare_run_dir(out, config, resume=resume)
+    run_dir, config, resume = prepare_run_dir(out, config, resume=resume)
     device = _process_device(config.train.device)
     with distributed_session(device.type) as ctx:
         if not ctx.is_main:
@@ -420,7 +434,6 @@ def _train(
     model_dir = run_dir / "model"
     if not ctx.is_main:
         return RunResult(run_dir, metrics, best_epoch, model_dir, None)
-    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     logger.info("test: %s", "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
 
     from irra.model import save_model
@@ -438,6 +451,8 @@ def _train(
     report = None
     if cfg_t.report:
         report = _write_report(run_dir, config, data.test, encoded, metrics, trainer, select_split)
+    # Written last: a run folder with metrics.json is a finished run.
+    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     return RunResult(run_dir, metrics, best_epoch, model_dir, report)
 
 

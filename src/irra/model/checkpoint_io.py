@@ -164,7 +164,7 @@ def load_irra_checkpoint(path: str | os.PathLike[str]) -> IRRA:
             raise WeightsError(f"{path}: not an irra model directory (no {CONFIG_FILE})")
         try:
             text = config_path.read_text(encoding="utf-8")
-        except OSError as err:
+        except (OSError, UnicodeDecodeError) as err:
             raise WeightsError(f"{config_path}: cannot read ({err})") from err
         tensors, _ = read_safetensors(weights_path)
         source = config_path
@@ -185,7 +185,7 @@ def load_irra_checkpoint(path: str | os.PathLike[str]) -> IRRA:
 def _parse_payload(text: str, source: Path) -> IRRAConfig:
     try:
         payload = json.loads(text)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, RecursionError) as err:
         raise WeightsError(
             f"{source}: the irra model description is not valid JSON ({err})"
         ) from err

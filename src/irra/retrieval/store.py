@@ -78,9 +78,15 @@ def current_version(directory: str | os.PathLike[str]) -> Path:
             f"{directory}: not an irra index (no {CURRENT} file); build one with "
             f"irra index --checkpoint CKPT --images DIR --out {directory}"
         )
-    name = pointer.read_text(encoding="utf-8").strip()
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, ValueError) as err:
+        raise IndexStoreError(
+            f"{pointer}: cannot read ({err}); rebuild the index with irra index --rebuild"
+        ) from err
     version = directory / name
-    if not name.startswith("v-") or "/" in name or not (version / MANIFEST).is_file():
+    valid = name.startswith("v-") and "/" not in name and "\\" not in name and ".." not in name
+    if not valid or not (version / MANIFEST).is_file():
         raise IndexStoreError(
             f"{pointer}: names a missing or invalid version '{name}'; rebuild the index with "
             "irra index --rebuild"
@@ -93,16 +99,44 @@ def read_manifest(version: Path) -> dict[str, Any]:
     path = version / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise IndexStoreError(f"{path}: cannot read the index manifest ({err})") from err
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: not UTF-8 or not JSON
+        raise IndexStoreError(
+            f"{path}: cannot read the index manifest ({type(err).__name__}: {err}); rebuild the "
+            "index with irra index --rebuild"
+        ) from err
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexStoreError(f"{path}: not an irra index manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise IndexStoreError(
-            f"{path}: index format {manifest.get('format_version')} is newer than this irra "
-            f"{irra.__version__} reads ({FORMAT_VERSION}); upgrade irra"
+            f"{path}: index format {version!r} is newer than this irra {irra.__version__} reads "
+            f"({FORMAT_VERSION}) or not a version; upgrade irra, or rebuild the index"
+        )
+    if version < FORMAT_VERSION:  # pragma: no cover - no older format exists yet
+        raise IndexStoreError(
+            f"{path}: index format {version} is older than this irra reads ({FORMAT_VERSION}); "
+            "rebuild the index with irra index --rebuild"
+        )
+    problems = [
+        key for key, kind in _MANIFEST_FIELDS.items() if not isinstance(manifest.get(key), kind)
+    ]
+    model = manifest.get("model")
+    if isinstance(model, dict) and not isinstance(model.get("fingerprint"), str):
+        problems.append("model.fingerprint")
+    if problems:
+        raise IndexStoreError(
+            f"{path}: index manifest lacks or mistypes {', '.join(problems)}; rebuild the index "
+            "with irra index --rebuild"
         )
     return manifest
+
+
+_MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "model": dict,
+    "images_root": str,
+    "index_type": str,
+    "count": int,
+}
 
 
 class Metadata:
@@ -124,7 +158,7 @@ class Metadata:
 
     def get(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
         """Records of the given ids (unknown ids are left out)."""
-        ids = [int(i) for i in ids]
+        ids = [int(i) for i in ids if 0 <= int(i) < 2**63]  # others cannot be ids in SQLite
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
@@ -232,6 +266,8 @@ def _remove_stale(directory: Path, keep: str) -> None:
     for entry in directory.iterdir():
         if entry.is_dir() and entry.name != keep and entry.name.startswith(("v-", ".tmp-")):
             shutil.rmtree(entry, ignore_errors=True)
+        elif entry.is_file() and entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            entry.unlink(missing_ok=True)  # a pointer write cut short by a kill
 
 
 def _fsync_dir(path: Path) -> None:
@@ -261,11 +297,26 @@ class Snapshot:
         """Open the live version of the index in ``directory``."""
         version = current_version(directory)
         manifest = read_manifest(version)
-        vectors = read_vector_index(version / VECTORS)
-        metadata = Metadata(version / METADATA)
-        if vectors.ntotal != metadata.count():
+        try:
+            vectors = read_vector_index(version / VECTORS)
+        except (RuntimeError, OSError, ValueError) as err:  # faiss raises RuntimeError
             raise IndexStoreError(
-                f"{version}: {vectors.ntotal} vectors but {metadata.count()} image records; "
+                f"{version / VECTORS}: truncated or corrupted vector file "
+                f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+                "); rebuild the index with irra index --rebuild"
+            ) from err
+        try:
+            metadata = Metadata(version / METADATA)
+            count = metadata.count()
+        except sqlite3.Error as err:
+            raise IndexStoreError(
+                f"{version / METADATA}: truncated or corrupted metadata database ({err}); "
+                "rebuild the index with irra index --rebuild"
+            ) from err
+        if vectors.ntotal != count or count != manifest["count"]:
+            raise IndexStoreError(
+                f"{version}: {vectors.ntotal} vectors, {count} image records, manifest count "
+                f"{manifest['count']}; "
                 "rebuild the index with irra index --rebuild"
             )
         return cls(version, manifest, metadata, vectors)

@@ -9,18 +9,23 @@ from __future__ import annotations
 import importlib.resources
 import logging
 from pathlib import Path
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from irra import __version__
 from irra.retrieval import MAX_K, MAX_QUERY_CHARS, QueryError, Retriever
+from irra.retrieval.retriever import check_query
 
 logger = logging.getLogger(__name__)
 
 #: Largest request body accepted (a query is at most MAX_QUERY_CHARS characters).
 MAX_BODY_BYTES = 16 * 1024
+_MAX_ID = 2**63 - 1  # SQLite integers: larger ids are refused by the schema (422)
 _MEDIA_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
@@ -30,12 +35,27 @@ _MEDIA_TYPES = {
 }
 
 
+def _integral_float_to_int(value: Any) -> Any:
+    """JSON has one number type: ``5.0`` is the integer 5 (booleans and strings stay refused)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class SearchRequest(BaseModel):
     """A text query and the number of results wanted."""
 
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(description=f"description of the person, 1 to {MAX_QUERY_CHARS} characters")
-    k: int = Field(10, strict=True, description=f"number of results, 1 to {MAX_K}")
+    # The schema states the limits, so clients (and fuzzers) can tell a valid request up front.
+    query: str = Field(
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        pattern=r"[^\s\x1c-\x1f]",  # something besides whitespace (as str.strip sees it)
+        description=f"description of the person, 1 to {MAX_QUERY_CHARS} characters",
+    )
+    k: Annotated[int, BeforeValidator(_integral_float_to_int)] = Field(
+        10, strict=True, ge=1, le=MAX_K, description=f"number of results, 1 to {MAX_K}"
+    )
 
 
 class SearchResult(BaseModel):
@@ -99,6 +119,23 @@ def create_app(retriever: Retriever) -> FastAPI:
             )
         return await call_next(request)
 
+    @app.exception_handler(RequestValidationError)
+    async def readable_validation_error(
+        request: Request, exc: RequestValidationError
+    ) -> JSONResponse:
+        """422 with one sentence: the search API's own wording where it applies."""
+        body = exc.body
+        if isinstance(body, dict) and set(body) <= {"query", "k"}:
+            try:
+                check_query(body.get("query"), _integral_float_to_int(body.get("k", 10)))
+            except QueryError as err:
+                return JSONResponse({"detail": str(err)}, status_code=422)
+        text = "; ".join(
+            f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
+            for error in exc.errors()
+        )
+        return JSONResponse({"detail": text or "invalid request"}, status_code=422)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index_page() -> HTMLResponse:
         return HTMLResponse(page)
@@ -134,7 +171,7 @@ def create_app(retriever: Retriever) -> FastAPI:
         response_class=FileResponse,
         responses={404: {"description": "no such image in the index"}},
     )
-    def image(image_id: int) -> FileResponse:
+    def image(image_id: Annotated[int, PathParam(ge=-_MAX_ID - 1, le=_MAX_ID)]) -> FileResponse:
         """The picture of an indexed image (only images that are in the index are served)."""
         try:
             path = retriever.image_path(image_id).resolve()
