@@ -292,3 +292,30 @@ def test_ablate_trains_each_variant_and_tabulates_its_test_metrics(tmp_path, syn
     stamp = (out / "sdm" / "last.pt").stat().st_mtime_ns
     assert main([*args, *overrides(synth_root, 1)]) == 0
     assert (out / "sdm" / "last.pt").stat().st_mtime_ns == stamp
+
+
+def test_demo_is_deterministic_and_its_next_steps_run(synth_root, tmp_path, capsys):
+    """Two demos with the same config give identical metrics; the printed commands work."""
+    import shlex
+    import shutil
+
+    tiny = [o for o in TINY if not o.startswith("data.root")] + ["train.epochs=1"]
+    results = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        shutil.copytree(synth_root / "CUHK-PEDES", out / "data" / "CUHK-PEDES")  # reused as is
+        assert main(["demo", "--out", str(out), *tiny]) == 0
+        results.append(json.loads((out / "metrics.json").read_text()))
+        printed = capsys.readouterr().out
+    assert results[0] == results[1]
+    assert set(results[0]) >= {"R1", "R5", "R10", "mAP", "mINP"}
+    commands = [
+        shlex.split(line.strip())[1:]
+        for line in printed.splitlines()
+        if line.strip().startswith(("irra index", "irra search"))
+    ]
+    assert [c[0] for c in commands] == ["index", "search"]
+    for argv in commands:
+        assert main(argv) == 0
+    hits = capsys.readouterr().out
+    assert str(tmp_path / "b" / "data" / "CUHK-PEDES" / "imgs") in hits
