@@ -127,21 +127,23 @@ def _loss_fn(variant: str) -> Callable[[nn.Module, dict[str, Tensor]], dict[str,
 
 
 def build_step(
-    model: nn.Module, batch: dict[str, Tensor], variant: str, device: torch.device, precision: str
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, Tensor],
+    variant: str,
+    device: torch.device,
+    precision: str,
 ) -> Callable[[], dict[str, float]]:
     """A no-argument callable running one training step of ``variant`` on ``batch``.
+
+    All variants share ``model`` and ``optimizer`` (one copy of the weights and of the Adam
+    state); ``for-loop-adam`` switches the groups' ``foreach`` off during its steps.
 
     Raises:
         ValueError: unknown variant (the message lists the valid ones).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    optim_cfg = OptimConfig(warmup_epochs=0, schedule="constant")
-    if variant == "for-loop-adam":
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-        optimizer = torch.optim.Adam(groups, lr=optim_cfg.lr, eps=optim_cfg.eps, foreach=False)
-    else:
-        optimizer = build_optimizer(model, optim_cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
     step_model = torch.compile(model) if variant == "compile" else model
     trainer = Trainer(
@@ -158,8 +160,16 @@ def build_step(
 
     def step() -> dict[str, float]:
         context = sdpa_kernel(SDPBackend.MATH) if variant == "math-attention" else _no_context()
-        with context:
-            return trainer.train_step(on_device)
+        saved = [(g.get("foreach"), g.get("fused")) for g in optimizer.param_groups]
+        if variant == "for-loop-adam":
+            for group in optimizer.param_groups:
+                group["foreach"], group["fused"] = False, False
+        try:
+            with context:
+                return trainer.train_step(on_device)
+        finally:
+            for group, (foreach, fused) in zip(optimizer.param_groups, saved, strict=True):
+                group["foreach"], group["fused"] = foreach, fused
 
     return step
 
@@ -186,28 +196,31 @@ def bench_train_step(
         device: CPU when None.
         precision: "auto" (fp32 on CPU, bf16 on CUDA), "fp32", "bf16" or "fp16" (autocast).
         variants: extra variants to measure (see the module docstring).
-        warmup, repeat: untimed steps (the first one counts the FLOPs) and timed steps.
+        warmup, repeat: untimed steps per variant (at least one; the first counts the FLOPs)
+            and timed steps per variant (taken in turns, variant after variant).
     """
     device = torch.device("cpu") if device is None else device
     precision = resolve_precision(precision, device)
-    names = ["irra", *[v for v in variants if v != "irra"]]
+    names = ["irra", *dict.fromkeys(v for v in variants if v != "irra")]
     model = build_bench_model(size, device)
     model.train()
+    optimizer = build_optimizer(model, OptimConfig(warmup_epochs=0, schedule="constant"))
     data = training_batch(model, batch)
     dtype = PRECISION_DTYPES[precision]
+    steps = {name: build_step(model, optimizer, data, name, device, precision) for name in names}
+    flops: dict[str, int | None] = {}
+    for name, step in steps.items():  # count once, then warm up
+        flops[name] = None if name == "compile" else count_flops(step)
+        time_call(step, device, warmup=warmup - 1, repeat=1)
     peak_before = matmul_peak(device, dtype)
-    rows = []
-    model_flops = 0
-    for name in names:
-        step = build_step(model, data, name, device, precision)
-        flops = None
-        if name != "compile":
-            flops = count_flops(step)
-        timing = time_call(step, device, warmup=max(warmup - (flops is not None), 0), repeat=repeat)
-        if name == "irra":
-            model_flops = int(flops or 0)
-        logger.info("train-step %s: median %.3f s", name, timing.median)
-        rows.append(VariantResult(name, timing, flops))
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeat):  # interleaved, so that drift of the machine hits every variant
+        for name, step in steps.items():
+            seconds[name].extend(time_call(step, device, warmup=0, repeat=1).seconds)
+    rows = tuple(VariantResult(n, Timing(tuple(seconds[n])), flops[n]) for n in names)
+    for row in rows:
+        logger.info("train-step %s: median %.3f s", row.name, row.timing.median)
+    model_flops = int(flops["irra"] or 0)
     peak_after = matmul_peak(device, dtype)
     return TrainStepResult(
         size=size,
@@ -218,5 +231,5 @@ def bench_train_step(
         model_flops=model_flops,
         peak_before=peak_before,
         peak_after=peak_after,
-        rows=tuple(rows),
+        rows=rows,
     )
