@@ -249,6 +249,22 @@ def test_encode_text_takes_the_end_of_text_token():
     assert feats.dtype == torch.float32
 
 
+def test_encode_text_runs_the_tower_only_up_to_the_last_end_of_text_token(monkeypatch):
+    torch.manual_seed(0)
+    model = build_model(tiny_clip(), num_classes=3)
+    ids = caption_ids([3, 10, 1])
+    with torch.no_grad():
+        want = model.encode_text_tokens(ids)[torch.arange(3), torch.tensor([4, 11, 2])]
+    lengths = []
+    full = model.encode_text_tokens
+    monkeypatch.setattr(
+        model, "encode_text_tokens", lambda x: lengths.append(x.shape[1]) or full(x)
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_text(ids), want)
+    assert lengths == [12]  # SOT + 10 words + EOT of the longest caption
+
+
 def test_encode_image_takes_the_class_token():
     torch.manual_seed(0)
     model = build_model(tiny_clip(), num_classes=3)

@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "ablate",
     "synth",
     "data",
+    "bench",
 )
 
 

@@ -171,7 +171,14 @@ class IRRA(nn.Module):
         return self.encode_image_tokens(images)[:, 0].float()
 
     def encode_text(self, ids: Tensor) -> Tensor:
-        """ids: (B, L) -> global features (B, D) float32 (token at the end-of-text position)."""
+        """ids: (B, L) -> global features (B, D) float32 (token at the end-of-text position).
+
+        The columns after the batch's last end-of-text token are dropped first: the text tower is
+        causal, so no end-of-text token attends to them (same features, less work: CLIP captions
+        fill about half of the 77 positions).
+        """
+        if ids.numel():
+            ids = ids[:, : int(ids.argmax(dim=-1).max()) + 1]
         return text_global(self.encode_text_tokens(ids), ids)
 
     def cross_former(self, text_tokens: Tensor, image_tokens: Tensor) -> Tensor:

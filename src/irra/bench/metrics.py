@@ -1,4 +1,4 @@
-"""Benchmark: irra.metrics.retrieval_metrics against a straightforward full-sort baseline.
+"""Benchmark of irra.metrics against a straightforward full-sort baseline.
 
 Builds a (size x size) text-to-image similarity matrix with realistic identity structure
 (``--ids`` identities, every gallery image and every query belongs to one; features are an
@@ -13,10 +13,8 @@ each in its own subprocess, so that the peak memory of one does not hide the oth
 *extra* memory is the peak resident set (or CUDA allocation) above what the process held
 once the similarity matrix was built. Per-query first ranks, AP and INP of both are compared.
 
-Usage::
-
-    .venv/bin/python bench/bench_metrics.py              # 19,848 x 19,848 (ICFG-PEDES test)
-    .venv/bin/python bench/bench_metrics.py --size 4000  # quicker
+Run it with ``irra bench metrics [--gallery 19848]``; :func:`bench_metrics` returns a
+:class:`MetricsResult`.
 """
 
 from __future__ import annotations
@@ -27,10 +25,12 @@ import ctypes
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -168,89 +168,152 @@ def worker(args: argparse.Namespace) -> None:
         )
         peak = (peak_kb - base_kb) * 1024
     torch.save({"first": first.cpu(), "ap": ap.cpu(), "inp": inp.cpu()}, args.out)
-    result = {"seconds": min(times), "all_seconds": times, "peak_extra_bytes": peak}
+    result = {"seconds": statistics.median(times), "all_seconds": times, "peak_extra_bytes": peak}
     result["metrics"] = summarise(first.cpu(), ap.cpu(), inp.cpu())
     result["similarity_bytes"] = similarity.numel() * similarity.element_size()
-    print(json.dumps(result))
+    sys.stdout.write(json.dumps(result) + "\n")
 
 
-def run_worker(method: str, args: argparse.Namespace, out: Path) -> dict:
-    cmd = [sys.executable, __file__, "--worker", method, "--out", str(out)]
-    for name in (
-        "size",
-        "ids",
-        "dim",
-        "cluster",
-        "spread",
-        "noise",
-        "seed",
-        "device",
-        "threads",
-        "repeat",
-    ):
-        cmd += [f"--{name}", str(getattr(args, name))]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+@dataclass(frozen=True)
+class SimilarityWorkload:
+    """The similarity matrix of the benchmark (see :func:`build_similarity`)."""
+
+    size: int = 19848  # ICFG-PEDES test: 19,848 captions x 19,848 images
+    ids: int = 1000
+    dim: int = 256
+    cluster: int = 20
+    spread: float = 0.5
+    noise: float = 0.09
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One method: median of its timed runs, peak extra memory, metrics in percent."""
+
+    seconds: float
+    all_seconds: tuple[float, ...]
+    peak_extra_bytes: int
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class MetricsResult:
+    """Everything ``irra bench metrics`` reports."""
+
+    workload: SimilarityWorkload
+    device: str
+    threads: int
+    similarity_bytes: int
+    irra: MethodResult
+    baseline: MethodResult
+    same_first_ranks: bool
+    max_ap_diff: float
+    max_inp_diff: float
+
+    @property
+    def identical(self) -> bool:
+        """Same first ranks, AP within float32 rounding of the baseline, same INP."""
+        return self.same_first_ranks and self.max_ap_diff < 1e-6 and self.max_inp_diff < 1e-9
+
+    @property
+    def speedup(self) -> float:
+        return self.baseline.seconds / self.irra.seconds
+
+    @property
+    def memory_ratio(self) -> float:
+        """irra's peak extra memory over the baseline's."""
+        return self.irra.peak_extra_bytes / max(self.baseline.peak_extra_bytes, 1)
+
+
+_WORKER_FIELDS = ("size", "ids", "dim", "cluster", "spread", "noise", "seed")
+
+
+def _run_worker(
+    method: str,
+    workload: SimilarityWorkload,
+    device: str,
+    threads: int,
+    repeat: int,
+    out: Path,
+) -> MethodResult:
+    cmd = [sys.executable, "-m", "irra.bench.metrics", "--worker", method, "--out", str(out)]
+    for name in _WORKER_FIELDS:
+        cmd += [f"--{name}", str(getattr(workload, name))]
+    cmd += ["--device", device, "--threads", str(threads), "--repeat", str(repeat)]
+    env = dict(os.environ)
+    paths = [str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"{method} worker failed with exit code {proc.returncode}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=19848, help="queries = gallery items")
-    parser.add_argument("--ids", type=int, default=1000)
-    parser.add_argument("--dim", type=int, default=256)
-    parser.add_argument("--cluster", type=int, default=20, help="look-alike identities per group")
-    parser.add_argument("--spread", type=float, default=0.5, help="identity spread in a group")
-    parser.add_argument("--noise", type=float, default=0.09, help="per-sample feature noise")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of irra (best kept)")
-    parser.add_argument("--worker", choices=["baseline", "irra"], help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        worker(args)
-        return
-
-    print(
-        f"similarity {args.size} x {args.size} ({args.ids} ids in look-alike groups of "
-        f"{args.cluster}, spread {args.spread}, noise {args.noise}, dim {args.dim}), device "
-        f"{args.device}, torch threads "
-        f"{args.threads or torch.get_num_threads()}"
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        results = {m: run_worker(m, args, Path(tmp) / f"{m}.pt") for m in ("irra", "baseline")}
-        stats = {m: torch.load(Path(tmp) / f"{m}.pt") for m in results}
-    mib = 2**20
-    print(f"similarity matrix itself: {results['irra']['similarity_bytes'] / mib:.0f} MiB")
-    for method, res in results.items():
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items())
-        print(
-            f"{method:>8}: {res['seconds']:8.3f} s   peak extra memory "
-            f"{res['peak_extra_bytes'] / mib:8.1f} MiB   {metrics}"
+        raise RuntimeError(
+            f"metrics benchmark worker {method!r} failed (exit code {proc.returncode}):\n"
+            f"{proc.stderr[-2000:]}"
         )
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    return MethodResult(
+        seconds=data["seconds"],
+        all_seconds=tuple(data["all_seconds"]),
+        peak_extra_bytes=int(data["peak_extra_bytes"]),
+        metrics=data["metrics"],
+    )
+
+
+def bench_metrics(
+    workload: SimilarityWorkload | None = None,
+    *,
+    device: str = "cpu",
+    threads: int = 0,
+    repeat: int = 3,
+) -> MetricsResult:
+    """Time :func:`irra.metrics.per_query_stats` and the full-argsort baseline on one matrix.
+
+    Each method runs in its own subprocess (so that one's peak memory cannot hide the
+    other's) on the same deterministically generated matrix; irra runs ``repeat`` times (median
+    kept), the baseline once. Per-query first ranks, AP and INP of both are compared.
+
+    Args:
+        workload: the similarity matrix; the 19,848 x 19,848 default when None.
+        device: "cpu" or "cuda".
+        threads: torch threads in the workers (0: torch's default).
+        repeat: timed runs of irra.
+    """
+    workload = SimilarityWorkload() if workload is None else workload
+    threads = threads or torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {
+            method: _run_worker(method, workload, device, threads, repeat, Path(tmp) / method)
+            for method in ("irra", "baseline")
+        }
+        stats = {m: torch.load(Path(tmp) / m, weights_only=True) for m in results}
     a, b = stats["irra"], stats["baseline"]
-    same_first = torch.equal(a["first"], b["first"])
-    ap_diff = (a["ap"] - b["ap"]).abs().max().item()
-    inp_diff = (a["inp"] - b["inp"]).abs().max().item()
-    identical = same_first and ap_diff < 1e-6 and inp_diff < 1e-9
-    print(
-        f"per-query first ranks identical: {same_first}; max |AP diff| {ap_diff:.2e} "
-        f"(baseline AP in float32), max |INP diff| {inp_diff:.2e} -> "
-        f"{'IDENTICAL' if identical else 'MISMATCH'}"
+    return MetricsResult(
+        workload=workload,
+        device=device,
+        threads=threads,
+        similarity_bytes=workload.size * workload.size * 4,
+        irra=results["irra"],
+        baseline=results["baseline"],
+        same_first_ranks=bool(torch.equal(a["first"], b["first"])),
+        max_ap_diff=float((a["ap"] - b["ap"]).abs().max()),
+        max_inp_diff=float((a["inp"] - b["inp"]).abs().max()),
     )
-    speedup = results["baseline"]["seconds"] / results["irra"]["seconds"]
-    ratio = results["irra"]["peak_extra_bytes"] / max(results["baseline"]["peak_extra_bytes"], 1)
-    print(
-        f"speed-up {speedup:.1f}x (goal >= 20x); peak extra memory ratio {ratio:.3f} (goal <= 0.25)"
-    )
-    if not identical:
-        raise SystemExit(1)
+
+
+def _worker_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="one method of the metrics benchmark")
+    defaults = SimilarityWorkload()
+    for name in _WORKER_FIELDS:
+        value = getattr(defaults, name)
+        parser.add_argument(f"--{name}", type=type(value), default=value)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--worker", choices=["baseline", "irra"], required=True)
+    parser.add_argument("--out", required=True)
+    worker(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    main()
+    _worker_main()
