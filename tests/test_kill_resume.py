@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from test_train_run import TINY as TRAIN_TINY
 
 from irra.config import load_config
 from irra.data.synth import generate_synthpedes
@@ -29,24 +30,7 @@ WORKER = Path(__file__).with_name("kill_worker.py")
 SRC = Path(__file__).resolve().parents[1] / "src"
 EPOCHS = 3
 TINY = [
-    "model.arch=custom",
-    "model.image_size=[32,16]",
-    "model.patch_size=8",
-    "model.stride_size=8",
-    "model.embed_dim=32",
-    "model.vision_width=64",
-    "model.vision_layers=1",
-    "model.text_width=64",
-    "model.text_layers=1",
-    "model.context_length=48",
-    "model.cmt_depth=1",
-    "data.text_length=48",
-    "data.batch_size=8",
-    "data.eval_batch_size=32",
-    "data.num_workers=0",
-    "optim.lr=1e-3",
-    "optim.warmup_epochs=1",
-    "train.device=cpu",
+    *TRAIN_TINY,
     "train.threads=1",
     "train.report=false",
     "train.tensorboard=false",
