@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from irra.model import IRRA, CLIPConfig, IRRAConfig, TextConfig, VisionConfig, build_model
-from irra.model.clip import CLIP, MultiheadAttention
+from irra.model.clip import CLIP, MultiheadAttention, patch_grid
 
 BLOCK_PARAMS = [
     "attn.in_proj_weight",
@@ -188,14 +189,9 @@ def test_text_tower_matches_reference_forward():
         )
 
 
-@pytest.mark.parametrize("stride", [16, 12])
-def test_image_tower_matches_reference_forward(stride):
-    torch.manual_seed(0)
-    model = CLIP(tiny_clip(stride=stride))
-    images = torch.randn(2, 3, 64, 32)
-    v = model.visual
+def reference_image_tokens(v: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The ViT after the patch embedding, written out with functional ops: x is (B, 64, gh, gw)."""
     with torch.no_grad():
-        x = F.conv2d(images, v.conv1.weight, stride=stride)  # (B, C, gh, gw)
         patches = x.reshape(2, 64, -1).permute(0, 2, 1)
         x = torch.cat([v.class_embedding.expand(2, 1, 64), patches], 1) + v.positional_embedding
         x = F.layer_norm(x, (64,), v.ln_pre.weight, v.ln_pre.bias)
@@ -209,10 +205,71 @@ def test_image_tower_matches_reference_forward(stride):
             x = x + F.linear(
                 h * torch.sigmoid(1.702 * h), block.mlp.c_proj.weight, block.mlp.c_proj.bias
             )
-        expected = F.layer_norm(x, (64,), v.ln_post.weight, v.ln_post.bias) @ v.proj
+        return F.layer_norm(x, (64,), v.ln_post.weight, v.ln_post.bias) @ v.proj
+
+
+@pytest.mark.parametrize("stride", [16, 12])
+def test_image_tower_matches_reference_forward(stride):
+    torch.manual_seed(0)
+    model = CLIP(tiny_clip(stride=stride))
+    images = torch.randn(2, 3, 64, 32)
+    v = model.visual
+    with torch.no_grad():
+        expected = reference_image_tokens(v, F.conv2d(images, v.conv1.weight, stride=stride))
         torch.testing.assert_close(
             model.encode_image_tokens(images), expected, atol=1e-5, rtol=1e-4
         )
+
+
+def stem_clip(stem: tuple[int, ...], stride: int = 16) -> CLIPConfig:
+    config = tiny_clip(stride=stride)
+    return dataclasses.replace(
+        config, vision=dataclasses.replace(config.vision, stem_channels=stem)
+    )
+
+
+@pytest.mark.parametrize(("stride", "grid"), [(16, (4, 2)), (8, (7, 3))])
+def test_conv_stem_matches_reference_forward_and_keeps_the_grid(stride, grid):
+    torch.manual_seed(0)
+    model = CLIP(stem_clip((8, 16), stride=stride)).eval()
+    v = model.visual
+    for bn in (v.stem[1], v.stem[5]):  # eval mode: the running statistics normalise
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.2, 0.2)
+    images = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        x = images
+        for conv, bn in ((v.stem[0], v.stem[1]), (v.stem[4], v.stem[5])):
+            x = F.conv2d(x, conv.weight, padding=1)
+            x = (x - bn.running_mean[:, None, None]) / torch.sqrt(
+                bn.running_var[:, None, None] + bn.eps
+            )
+            x = F.relu(x * bn.weight[:, None, None] + bn.bias[:, None, None])
+            x = F.max_pool2d(x, 2)  # 64x32 -> 32x16 -> 16x8
+        x = F.conv2d(x, v.conv1.weight, stride=stride // 4)  # kernel 16 / 4 = 4
+        assert tuple(x.shape[-2:]) == grid == patch_grid((64, 32), 16, stride)
+        expected = reference_image_tokens(v, x)
+        torch.testing.assert_close(
+            model.encode_image_tokens(images), expected, atol=5e-5, rtol=1e-4
+        )
+
+
+def test_conv_stem_parameters_and_bad_sizes():
+    torch.manual_seed(0)
+    model = CLIP(stem_clip((8,)))
+    for name in ("class_embedding", "positional_embedding", "proj"):  # CLIP's std: width^-0.5
+        std = float(getattr(model.visual, name).std())
+        assert 0.7 * 64**-0.5 < std < 1.3 * 64**-0.5, name
+    keys = {k for k in model.state_dict() if k.startswith("visual.stem.")}
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    assert keys == {"visual.stem.0.weight"} | {f"visual.stem.1.{p}" for p in bn}
+    assert model.visual.conv1.weight.shape == (64, 8, 8, 8)  # 16 / 2 = 8
+    with pytest.raises(ValueError, match="multiples of 32"):
+        stem_clip((4, 4, 4, 4, 4))  # 2**5 = 32 does not divide the patch size 16
+    with pytest.raises(ValueError, match="multiples of 4"):
+        stem_clip((4, 4), stride=6)
 
 
 def test_text_is_causal():

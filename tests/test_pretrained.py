@@ -338,6 +338,22 @@ def test_irra_checkpoint_round_trip(tmp_path, name):
     assert not [p for p in tmp_path.rglob("*.tmp")]  # atomic writes leave no temp files
 
 
+def test_conv_stem_and_its_batch_norm_statistics_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(tiny_clip(stem_channels=(8, 16)), num_classes=3, cmt_depth=1)
+    model.train()
+    model.encode_image(torch.randn(6, 3, 64, 32))  # moves the running statistics off 0 / 1
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.config.clip.vision.stem_channels == (8, 16)
+    running = "base_model.visual.stem.1.running_mean"
+    assert running in loaded.state_dict()
+    assert not torch.equal(loaded.state_dict()[running], torch.zeros(8))
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert_same_outputs(model, loaded)
+
+
 def test_newer_format_version_is_refused(tmp_path):
     model = build_model(tiny_clip(), num_classes=2, loss_names="sdm")
     save_model(model, tmp_path / "m")

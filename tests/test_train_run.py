@@ -11,10 +11,10 @@ import torch
 import yaml
 
 from irra.cli import main
-from irra.config import load_config
+from irra.config import ConfigError, load_config
 from irra.data import build_eval_loaders, build_eval_transform, read_dataset
 from irra.data.synth import generate_synthpedes
-from irra.engine.run import train
+from irra.engine.run import build_model_from_config, train
 from irra.engine.trainer import Hook
 from irra.model import CLIPConfig, TextConfig, VisionConfig, build_model
 
@@ -23,6 +23,7 @@ TINY = [
     "model.image_size=[32,16]",
     "model.patch_size=8",
     "model.stride_size=8",
+    "model.stem_channels=[8]",
     "model.embed_dim=32",
     "model.vision_width=64",
     "model.vision_layers=1",
@@ -57,6 +58,12 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def overrides(root: Path, epochs: int) -> list[str]:
     return [*TINY, f"data.root={root}", f"train.epochs={epochs}"]
+
+
+def test_a_conv_stem_needs_the_custom_arch():
+    config = load_config("cuhk_pedes", ["model.stem_channels=[8]"])
+    with pytest.raises(ConfigError, match="arch=custom"):
+        build_model_from_config(config, num_classes=10)
 
 
 def brute_force_metrics(sim: torch.Tensor, qpids: torch.Tensor, gpids: torch.Tensor) -> dict:

@@ -49,6 +49,9 @@ class ModelConfig:
     text_width: int = 512
     text_layers: int = 12
     context_length: int = 77
+    stem_channels: tuple[int, ...] = ()  # a convolutional stem before the patch embedding
+    vision_heads: int | None = None  # None: one head per 64 channels, as in CLIP
+    text_heads: int | None = None
 
 
 @dataclass

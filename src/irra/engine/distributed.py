@@ -119,7 +119,15 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     ``static_graph=True``: the parameters a run uses do not change from step to step, and some are
     never used (CLIP's learnable ``logit_scale``: IRRA's temperature is fixed), which plain DDP
     cannot reduce correctly without a costly search for unused parameters at every step.
+
+    Batch norms (a convolutional stem's) become ``SyncBatchNorm`` on CUDA, in place, so that they
+    normalise with the statistics of the global batch. PyTorch has no synchronised batch norm on
+    CPU: there each process normalises with its own part of the batch.
     """
+    if device.type == "cuda" and any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
+    ):
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return nn.parallel.DistributedDataParallel(
         model,
         device_ids=[device.index] if device.type == "cuda" else None,

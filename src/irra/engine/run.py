@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from irra.config import Config, load_config, save_config
+from irra.config import Config, ConfigError, load_config, save_config
 from irra.engine.checkpoint import CheckpointError, load_checkpoint
 from irra.engine.distributed import (
     DistContext,
@@ -69,14 +69,29 @@ class RunResult:
 def build_model_from_config(config: Config, num_classes: int) -> torch.nn.Module:
     """The IRRA model described by ``config.model`` and ``config.loss``.
 
-    ``model.arch: custom`` builds a randomly initialised CLIP from the explicit sizes (heads =
-    width / 64, at least 1); otherwise ``arch`` names a preset and ``pretrained`` may point at
-    OpenAI CLIP weights.
+    ``model.arch: custom`` builds a randomly initialised CLIP from the explicit sizes (heads, when
+    not given, width / 64 and at least 1); otherwise ``arch`` names a preset and ``pretrained``
+    may point at OpenAI CLIP weights.
+
+    Raises:
+        ConfigError: a size that only ``custom`` uses (``stem_channels``, ``vision_heads``,
+            ``text_heads``) is set for a preset.
     """
     from irra.model import CLIPConfig, TextConfig, VisionConfig, build_model
 
     m, loss = config.model, config.loss
     arch: Any = m.arch
+    custom_only = {
+        "stem_channels": m.stem_channels,
+        "vision_heads": m.vision_heads,
+        "text_heads": m.text_heads,
+    }
+    for key, value in custom_only.items():
+        if value and m.arch != "custom":
+            raise ConfigError(
+                f"model.{key}={value} needs model.arch=custom: the {m.arch} preset (and OpenAI's "
+                "weights for it) has fixed sizes"
+            )
     if m.arch == "custom":
         arch = CLIPConfig(
             embed_dim=m.embed_dim,
@@ -86,13 +101,14 @@ def build_model_from_config(config: Config, num_classes: int) -> torch.nn.Module
                 stride_size=m.stride_size,
                 width=m.vision_width,
                 layers=m.vision_layers,
-                heads=max(1, m.vision_width // 64),
+                heads=m.vision_heads or max(1, m.vision_width // 64),
+                stem_channels=m.stem_channels,
             ),
             text=TextConfig(
                 context_length=m.context_length,
                 width=m.text_width,
                 layers=m.text_layers,
-                heads=max(1, m.text_width // 64),
+                heads=m.text_heads or max(1, m.text_width // 64),
             ),
         )
     pretrained = m.pretrained

@@ -23,7 +23,15 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """Vision transformer sizes. ``image_size`` is (height, width) in pixels."""
+    """Vision transformer sizes. ``image_size`` is (height, width) in pixels.
+
+    ``stem_channels`` (empty in OpenAI's CLIP) puts a convolutional stem before the patch
+    embedding: one stage per entry, each a 3x3 convolution with that many channels, batch norm,
+    ReLU and a 2x2 max pool. ``k`` stages divide the image by ``2**k``, so the patch embedding
+    then runs with kernel ``patch_size / 2**k`` and stride ``stride_size / 2**k`` and the token
+    grid is the same as without the stem. Randomly initialised ViTs learn far faster with one
+    (Xiao et al., "Early convolutions help transformers see better", NeurIPS 2021).
+    """
 
     image_size: tuple[int, int] = (384, 128)
     patch_size: int = 16
@@ -31,9 +39,20 @@ class VisionConfig:
     width: int = 768
     layers: int = 12
     heads: int = 12
+    stem_channels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+        object.__setattr__(self, "stem_channels", tuple(int(c) for c in self.stem_channels))
+        scale = 2 ** len(self.stem_channels)
+        if self.patch_size % scale or self.stride_size % scale:
+            raise ValueError(
+                f"a stem of {len(self.stem_channels)} stages divides the image by {scale}, so "
+                f"patch_size ({self.patch_size}) and stride_size ({self.stride_size}) must be "
+                f"multiples of {scale}; use fewer stem stages or larger patches"
+            )
+        if any(c < 1 for c in self.stem_channels):
+            raise ValueError(f"stem_channels must be positive, got {self.stem_channels}")
         if len(self.image_size) != 2 or min(self.image_size) < self.patch_size:
             raise ValueError(
                 f"image_size must be (height, width), each >= patch_size {self.patch_size}; "
@@ -46,7 +65,11 @@ class VisionConfig:
     @property
     def grid(self) -> tuple[int, int]:
         """Number of patches (rows, columns) for ``image_size`` at ``stride_size``."""
-        return patch_grid(self.image_size, self.patch_size, self.stride_size)
+        scale = 2 ** len(self.stem_channels)
+        size = self.image_size
+        for _ in self.stem_channels:  # each max pool floors odd sizes
+            size = (size[0] // 2, size[1] // 2)
+        return patch_grid(size, self.patch_size // scale, self.stride_size // scale)
 
 
 @dataclass(frozen=True)
@@ -224,6 +247,26 @@ class Transformer(nn.Module):
             nn.init.zeros_(block.mlp.c_proj.bias)
 
 
+def conv_stem(channels: tuple[int, ...]) -> nn.Sequential | None:
+    """(3x3 conv, batch norm, ReLU, 2x2 max pool) per entry of ``channels``; None when empty.
+
+    Parameters are named ``stem.{4 i}`` (conv) and ``stem.{4 i + 1}`` (batch norm) for stage i.
+    """
+    if not channels:
+        return None
+    layers: list[nn.Module] = []
+    in_channels = 3
+    for out_channels in channels:
+        layers += [
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        ]
+        in_channels = out_channels
+    return nn.Sequential(*layers)
+
+
 class VisionTransformer(nn.Module):
     """ViT image tower: patch conv, class token, position embedding, transformer, projection."""
 
@@ -233,8 +276,14 @@ class VisionTransformer(nn.Module):
         width = config.width
         scale = width**-0.5
         grid_h, grid_w = config.grid
+        reduction = 2 ** len(config.stem_channels)  # of the image by the stem
+        self.stem = conv_stem(config.stem_channels)
         self.conv1 = nn.Conv2d(
-            3, width, kernel_size=config.patch_size, stride=config.stride_size, bias=False
+            config.stem_channels[-1] if config.stem_channels else 3,
+            width,
+            kernel_size=config.patch_size // reduction,
+            stride=config.stride_size // reduction,
+            bias=False,
         )
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(scale * torch.randn(grid_h * grid_w + 1, width))
@@ -251,7 +300,10 @@ class VisionTransformer(nn.Module):
                 f"images are {tuple(images.shape[-2:])} (height, width) but the model expects "
                 f"{self.config.image_size}; resize them in the transform"
             )
-        x = self.conv1(images.to(self.conv1.weight.dtype))  # (B, C, gh, gw)
+        x = images.to(self.conv1.weight.dtype)
+        if self.stem is not None:
+            x = self.stem(x)  # (B, C_stem, H / 2**k, W / 2**k)
+        x = self.conv1(x)  # (B, C, gh, gw)
         x = x.flatten(2).transpose(1, 2)  # (B, N, C), row-major over the grid
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
