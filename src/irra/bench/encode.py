@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from irra.bench.peak import Peak, count_flops, matmul_peak
+from irra.bench.peak import Peak, count_flops, higher_peak, matmul_peak
 from irra.bench.timing import Timing, time_call
 from irra.bench.train_step import PRECISION_DTYPES
 from irra.bench.workload import build_bench_model, caption_ids
@@ -51,7 +51,7 @@ class EncodeResult:
 
     @property
     def peak_flops_per_second(self) -> float:
-        return max(self.peak_before.flops_per_second, self.peak_after.flops_per_second)
+        return higher_peak(self.peak_before, self.peak_after)
 
     def mfu(self, tower: TowerResult) -> float:
         """FLOPs utilisation of ``tower`` as a fraction of the matmul peak."""

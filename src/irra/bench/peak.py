@@ -33,6 +33,19 @@ class Peak:
         return 2.0 * self.size**3 / self.timing.median
 
 
+def higher_peak(before: Peak, after: Peak) -> float:
+    """FLOP/s of the faster of two peak measurements (taken before and after the work)."""
+    return max(before.flops_per_second, after.flops_per_second)
+
+
+def describe_peaks(before: Peak, after: Peak) -> str:
+    """``"matmul peak B / A GFLOP/s (before / after)"`` for report titles."""
+    return (
+        f"matmul peak {before.flops_per_second / 1e9:.1f} / "
+        f"{after.flops_per_second / 1e9:.1f} GFLOP/s (before / after)"
+    )
+
+
 def matmul_peak(
     device: torch.device,
     dtype: torch.dtype = torch.float32,

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from irra import losses
-from irra.bench.peak import Peak, count_flops, matmul_peak
+from irra.bench.peak import Peak, count_flops, higher_peak, matmul_peak
 from irra.bench.timing import Timing, time_call
 from irra.bench.workload import build_bench_model, training_batch
 from irra.config import OptimConfig
@@ -84,7 +84,7 @@ class TrainStepResult:
 
     @property
     def peak_flops_per_second(self) -> float:
-        return max(self.peak_before.flops_per_second, self.peak_after.flops_per_second)
+        return higher_peak(self.peak_before, self.peak_after)
 
     def mfu(self, row: VariantResult) -> float:
         """Model FLOPs utilisation of ``row`` as a fraction of the matmul peak."""

@@ -48,6 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train_step(args: argparse.Namespace, device: Any) -> dict[str, Any]:
+    from irra.bench.peak import describe_peaks
     from irra.bench.train_step import VARIANTS, bench_train_step
 
     names = VARIANTS if args.variants == "all" else tuple(args.variants.split(","))
@@ -74,15 +75,15 @@ def _train_step(args: argparse.Namespace, device: Any) -> dict[str, Any]:
     ]
     head = (
         f"train-step {result.size}, batch {result.batch}, {result.device} {result.precision}, "
-        f"{result.threads} threads: model {result.model_flops / 1e9:.1f} GFLOP/step; matmul peak "
-        f"{result.peak_before.flops_per_second / 1e9:.1f} / "
-        f"{result.peak_after.flops_per_second / 1e9:.1f} GFLOP/s (before / after)"
+        f"{result.threads} threads: model {result.model_flops / 1e9:.1f} GFLOP/step; "
+        + describe_peaks(result.peak_before, result.peak_after)
     )
     return {"title": head, "rows": rows}
 
 
 def _encode(args: argparse.Namespace, device: Any) -> dict[str, Any]:
     from irra.bench.encode import bench_encode
+    from irra.bench.peak import describe_peaks
 
     result = bench_encode(
         size=args.size,
@@ -105,9 +106,8 @@ def _encode(args: argparse.Namespace, device: Any) -> dict[str, Any]:
     ]
     head = (
         f"encode {result.size}, batch {result.towers[0].batch}, {result.device} "
-        f"{result.precision}, {result.threads} threads; matmul peak "
-        f"{result.peak_before.flops_per_second / 1e9:.1f} / "
-        f"{result.peak_after.flops_per_second / 1e9:.1f} GFLOP/s (before / after)"
+        f"{result.precision}, {result.threads} threads; "
+        + describe_peaks(result.peak_before, result.peak_after)
     )
     return {"title": head, "rows": rows}
 
