@@ -93,6 +93,30 @@ def test_epoch_changes_augmentation_and_masks(data) -> None:
     assert sum(differs) > len(dataset) // 2
 
 
+@pytest.mark.parametrize("augment", [True, False])
+def test_cached_images_give_the_same_items_and_each_file_is_read_once(
+    data, augment: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transform = build_train_transform(SIZE) if augment else build_eval_transform(SIZE)
+    split = data.split("train")
+    plain = TrainDataset(split, transform, seed=11)
+    cached = TrainDataset(split, transform, seed=11, cache_images=True)
+    reads: list[str] = []
+
+    def counting_load(path):
+        reads.append(str(path))
+        return load_image(path)
+
+    monkeypatch.setattr("irra.data.datasets.load_image", counting_load)
+    for epoch in (0, 1):
+        for index in range(len(plain)):
+            a, b = plain[(epoch, index)], cached[(epoch, index)]
+            for key in a:
+                assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), key
+    uncached_reads = 2 * len(plain)  # two epochs, one read per caption
+    assert len(reads) == uncached_reads + len(set(split.caption_image_index))
+
+
 def _collect(loader, epochs: int = 2) -> list[dict[str, torch.Tensor]]:
     out = []
     for epoch in range(epochs):

@@ -272,6 +272,44 @@ def test_conv_stem_parameters_and_bad_sizes():
         stem_clip((4, 4), stride=6)
 
 
+def subset_clip(vocab_ids: tuple[int, ...]) -> CLIPConfig:
+    config = tiny_clip()
+    return dataclasses.replace(config, text=dataclasses.replace(config.text, vocab_ids=vocab_ids))
+
+
+def test_vocabulary_subset_equals_a_full_model_whose_other_rows_share_one_vector():
+    kept = (0, 320, 786, 2308, 49405, 49406, 49407)
+    torch.manual_seed(0)
+    subset = CLIP(subset_clip((49407, 320, 0, 786, 2308, 49406, 49405, 320))).eval()
+    assert subset.config.text.vocab_ids == kept  # sorted, duplicates dropped
+    assert subset.token_embedding.weight.shape == (len(kept) + 1, 64)
+    assert "token_rows" not in subset.state_dict()  # rebuilt from the config
+    # The oracle: a full-vocabulary CLIP with the same weights, in which each kept id has its
+    # row and every other id the subset's last ("unknown") row.
+    full = CLIP(tiny_clip()).eval()
+    state = subset.state_dict()
+    small = state.pop("token_embedding.weight")
+    table = small[-1].repeat(49408, 1)
+    for row, token in enumerate(kept):
+        table[token] = small[row]
+    full.load_state_dict({**state, "token_embedding.weight": table})
+    ids = torch.tensor(
+        [[49406, 320, 786, 1125, 2308, 49407, 0], [49406, 9, 320, 49405, 49407, 0, 0]]
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(subset.encode_text_tokens(ids), full.encode_text_tokens(ids))
+    rows = subset.embedding_rows(torch.tensor([0, 320, 1125, 49407, 9]))
+    assert rows.tolist() == [0, 1, 7, 6, 7]
+
+
+def test_vocabulary_subset_sizes_the_mlm_head_and_round_trips_through_json():
+    config = IRRAConfig(subset_clip((320, 786, 49405)), loss_names="sdm+mlm")
+    assert build_model(config.clip, loss_names="sdm+mlm").mlm_head.fc.out_features == 4
+    assert IRRAConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match=r"vocab_ids must lie in \[0, 49408\)"):
+        subset_clip((5, 49408))
+
+
 def test_text_is_causal():
     torch.manual_seed(0)
     model = CLIP(tiny_clip())

@@ -14,12 +14,14 @@ from irra.objectives import compute_losses
 MASK_ID = 49405
 
 
-def tiny_model(loss_names="sdm+mlm+id", **kwargs):
+def tiny_model(loss_names="sdm+mlm+id", vocab_ids=(), **kwargs):
     torch.manual_seed(0)
     clip = CLIPConfig(
         embed_dim=64,
         vision=VisionConfig((48, 32), patch_size=16, stride_size=16, width=64, layers=1, heads=1),
-        text=TextConfig(context_length=24, vocab_size=49408, width=64, layers=1, heads=1),
+        text=TextConfig(
+            context_length=24, vocab_size=49408, width=64, layers=1, heads=1, vocab_ids=vocab_ids
+        ),
     )
     return build_model(clip, num_classes=5, cmt_depth=1, loss_names=loss_names, **kwargs)
 
@@ -229,3 +231,23 @@ def test_fused_mlm_loss_equals_loss_on_logits_with_the_same_gradients():
         torch.testing.assert_close(grads_f[name], grads_p[name], rtol=1e-4, atol=1e-6)
     correct = (out_p.mlm_logits.argmax(-1) == batch["mlm_labels"][mask]).sum()
     assert int(out_f.mlm_correct) == int(correct)
+
+
+def test_mlm_over_a_vocabulary_subset_classifies_into_its_rows():
+    batch = make_batch(seed=5)
+    labelled = batch["mlm_labels"] != 0
+    targets = batch["mlm_labels"][labelled]
+    # Keep the first three labelled ids (and the specials): the other two become "unknown".
+    kept = sorted({*targets[:3].tolist(), MASK_ID, 49406, 49407})
+    model = tiny_model(vocab_ids=tuple(kept))
+    classes = [kept.index(t) if t in kept else len(kept) for t in targets.tolist()]
+    assert classes.count(len(kept)) == 2
+    out = compute_losses(model, batch)
+    with torch.no_grad():
+        image_tokens = model.encode_image_tokens(batch["images"])
+        logits = model.mlm_logits(model.encode_text_tokens(batch["mlm_ids"]), image_tokens)
+        logits = logits[labelled]
+    assert logits.shape == (5, len(kept) + 1)
+    torch.testing.assert_close(out["mlm"], F.cross_entropy(logits, torch.tensor(classes)))
+    correct = (logits.argmax(-1) == torch.tensor(classes)).float().mean()
+    torch.testing.assert_close(out["mlm_acc"], correct)

@@ -17,6 +17,7 @@ from irra.data.synth import generate_synthpedes
 from irra.engine.run import build_model_from_config, train
 from irra.engine.trainer import Hook
 from irra.model import CLIPConfig, TextConfig, VisionConfig, build_model
+from irra.tokenizer import tokenize
 
 TINY = [
     "model.arch=custom",
@@ -31,6 +32,7 @@ TINY = [
     "model.text_layers=1",
     "model.context_length=48",
     "model.cmt_depth=1",
+    "model.vocab=train",
     "data.text_length=48",
     "data.batch_size=8",
     "data.eval_batch_size=32",
@@ -60,10 +62,18 @@ def overrides(root: Path, epochs: int) -> list[str]:
     return [*TINY, f"data.root={root}", f"train.epochs={epochs}"]
 
 
-def test_a_conv_stem_needs_the_custom_arch():
-    config = load_config("cuhk_pedes", ["model.stem_channels=[8]"])
+@pytest.mark.parametrize("setting", ["model.stem_channels=[8]", "model.vocab=train"])
+def test_custom_sizes_need_the_custom_arch(setting):
+    config = load_config("cuhk_pedes", [setting])
     with pytest.raises(ConfigError, match="arch=custom"):
-        build_model_from_config(config, num_classes=10)
+        build_model_from_config(config, num_classes=10, train_captions=["a man"])
+
+
+def test_a_training_vocabulary_needs_captions_and_a_known_mode():
+    with pytest.raises(ConfigError, match="needs the training captions"):
+        build_model_from_config(load_config("synth", ["model.vocab=train"]), num_classes=10)
+    with pytest.raises(ConfigError, match="'full' or 'train'"):
+        build_model_from_config(load_config("synth", ["model.vocab=small"]), num_classes=10)
 
 
 def brute_force_metrics(sim: torch.Tensor, qpids: torch.Tensor, gpids: torch.Tensor) -> dict:
@@ -118,6 +128,9 @@ def test_one_epoch_through_the_cli_writes_a_complete_run(synth_root, tmp_path, c
 
     model = load_model(run / "model")
     data = read_dataset("CUHK-PEDES", synth_root)
+    # model.vocab=train: an embedding row for each id of the tokenised training captions.
+    train_ids = set(tokenize(data.train.captions, context_length=48).unique().tolist())
+    assert model.config.clip.text.vocab_ids == tuple(sorted(train_ids | {49405, 49406, 49407}))
     image_loader, text_loader = build_eval_loaders(
         data.test, build_eval_transform((32, 16)), batch_size=7, num_workers=0, text_length=48
     )

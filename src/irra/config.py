@@ -52,6 +52,9 @@ class ModelConfig:
     stem_channels: tuple[int, ...] = ()  # a convolutional stem before the patch embedding
     vision_heads: int | None = None  # None: one head per 64 channels, as in CLIP
     text_heads: int | None = None
+    # "full": an embedding row (and MLM class) for each of the tokenizer's 49,408 ids; "train"
+    # (custom arch): only for the ids in the training captions, others share an "unknown" row.
+    vocab: str = "full"
 
 
 @dataclass
@@ -80,6 +83,9 @@ class DataConfig:
     sampler: str = "random"  # "random" or "identity"
     num_instance: int = 4  # K of the identity sampler (P = batch_size // K)
     augment: bool = True
+    # Keep the training images in memory after their first load, in each loader worker (the
+    # transformed tensors when augment is off, else the decoded images): for small datasets.
+    cache_images: bool = False
     mask_prob: float = 0.15
     # Official IRRA behaviour: the masking mutates the caption in place, so the global text pass
     # (SDM, ID) also sees the masked caption. False gives it the clean caption instead.

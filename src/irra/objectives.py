@@ -91,6 +91,9 @@ def compute_losses(
             share = mlm_ids is caption_ids or (
                 mlm_ids.shape == caption_ids.shape and bool(torch.equal(mlm_ids, caption_ids))
             )
+    # The MLM targets as class indices of the model's head (the original ids, or their rows in a
+    # kept vocabulary subset).
+    labels = None if mlm_labels is None else irra_model.mlm_classes(mlm_labels[mlm_mask])
     out = model(
         batch["images"],
         caption_ids,
@@ -98,11 +101,10 @@ def compute_losses(
         mlm_mask,
         share_text_pass=share,
         classify="id" in names,
-        mlm_labels=mlm_labels[mlm_mask] if mlm_labels is not None else None,
+        mlm_labels=labels,
     )
 
     weights = {"id": id_weight, "mlm": mlm_weight}
-    labels = mlm_labels[mlm_mask] if mlm_labels is not None else None
     ctx = dist_ctx if dist_ctx is not None and global_batch else DistContext()
     pair_out, pair_pids = out, pids
     if ctx.distributed and any(name in PAIRWISE_LOSSES for name in names):

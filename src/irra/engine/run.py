@@ -66,25 +66,33 @@ class RunResult:
     report: Path | None
 
 
-def build_model_from_config(config: Config, num_classes: int) -> torch.nn.Module:
+def build_model_from_config(
+    config: Config, num_classes: int, train_captions: Sequence[str] = ()
+) -> torch.nn.Module:
     """The IRRA model described by ``config.model`` and ``config.loss``.
 
     ``model.arch: custom`` builds a randomly initialised CLIP from the explicit sizes (heads, when
     not given, width / 64 and at least 1); otherwise ``arch`` names a preset and ``pretrained``
-    may point at OpenAI CLIP weights.
+    may point at OpenAI CLIP weights. With ``model.vocab: train`` the text tower keeps only the
+    token ids of ``train_captions`` (tokenised at ``data.text_length``).
 
     Raises:
-        ConfigError: a size that only ``custom`` uses (``stem_channels``, ``vision_heads``,
-            ``text_heads``) is set for a preset.
+        ConfigError: a setting that only ``custom`` uses (``stem_channels``, ``vision_heads``,
+            ``text_heads``, ``vocab: train``) is set for a preset; an unknown ``vocab``; or
+            ``vocab: train`` without captions.
     """
     from irra.model import CLIPConfig, TextConfig, VisionConfig, build_model
+    from irra.tokenizer import caption_vocabulary
 
     m, loss = config.model, config.loss
     arch: Any = m.arch
+    if m.vocab not in ("full", "train"):
+        raise ConfigError(f"model.vocab must be 'full' or 'train', got {m.vocab!r}")
     custom_only = {
         "stem_channels": m.stem_channels,
         "vision_heads": m.vision_heads,
         "text_heads": m.text_heads,
+        "vocab": m.vocab if m.vocab != "full" else None,
     }
     for key, value in custom_only.items():
         if value and m.arch != "custom":
@@ -92,6 +100,11 @@ def build_model_from_config(config: Config, num_classes: int) -> torch.nn.Module
                 f"model.{key}={value} needs model.arch=custom: the {m.arch} preset (and OpenAI's "
                 "weights for it) has fixed sizes"
             )
+    vocab_ids: tuple[int, ...] = ()
+    if m.vocab == "train":
+        if not train_captions:
+            raise ConfigError("model.vocab=train needs the training captions for the vocabulary")
+        vocab_ids = caption_vocabulary(train_captions, config.data.text_length)
     if m.arch == "custom":
         arch = CLIPConfig(
             embed_dim=m.embed_dim,
@@ -109,6 +122,7 @@ def build_model_from_config(config: Config, num_classes: int) -> torch.nn.Module
                 width=m.text_width,
                 layers=m.text_layers,
                 heads=m.text_heads or max(1, m.text_width // 64),
+                vocab_ids=vocab_ids,
             ),
         )
     pretrained = m.pretrained
@@ -332,7 +346,7 @@ def _train(
     eval_splits = [select_split] if select_split is not None else []
 
     torch.manual_seed(cfg_t.seed)
-    model = build_model_from_config(config, data.num_classes).to(device)
+    model = build_model_from_config(config, data.num_classes, data.train.captions).to(device)
     names = config.loss.names
     image_size = model.config.clip.vision.image_size
     train_transform: Any = (
@@ -346,6 +360,7 @@ def _train(
         mlm="mlm" in names,
         masked_global_text=cfg_d.masked_global_text,
         mask_prob=cfg_d.mask_prob,
+        cache_images=cfg_d.cache_images,
     )
     loader = build_train_loader(
         dataset,

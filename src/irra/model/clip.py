@@ -74,16 +74,46 @@ class VisionConfig:
 
 @dataclass(frozen=True)
 class TextConfig:
-    """Causal text transformer sizes."""
+    """Causal text transformer sizes.
+
+    ``vocab_size`` is the tokenizer's (49,408 for CLIP's BPE). ``vocab_ids`` (empty in OpenAI's
+    CLIP) keeps an embedding row, and an MLM class, only for these tokenizer ids; every other id
+    shares one extra "unknown" row. A model trained from scratch on a corpus with a few hundred
+    distinct tokens then spends nothing on the other 49,000 (the MLM head over the full
+    vocabulary is about a third of a training step of the demo model).
+    """
 
     context_length: int = 77
     vocab_size: int = 49408
     width: int = 512
     layers: int = 12
     heads: int = 8
+    vocab_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _check_heads("text", self.width, self.heads)
+        ids = tuple(sorted({int(i) for i in self.vocab_ids}))
+        if ids and not 0 <= ids[0] <= ids[-1] < self.vocab_size:
+            raise ValueError(
+                f"vocab_ids must lie in [0, {self.vocab_size}), got {ids[0]}..{ids[-1]}"
+            )
+        object.__setattr__(self, "vocab_ids", ids)
+
+    @property
+    def embedding_rows(self) -> int:
+        """Rows of the token embedding, which are also the MLM classes."""
+        return len(self.vocab_ids) + 1 if self.vocab_ids else self.vocab_size
+
+    def row_map(self) -> Tensor | None:
+        """(vocab_size,) long: the embedding row of every tokenizer id; None without vocab_ids.
+
+        Kept ids map to rows 0..K-1 in increasing id order, all other ids to row K.
+        """
+        if not self.vocab_ids:
+            return None
+        rows = torch.full((self.vocab_size,), len(self.vocab_ids), dtype=torch.long)
+        rows[list(self.vocab_ids)] = torch.arange(len(self.vocab_ids))
+        return rows
 
 
 @dataclass(frozen=True)
@@ -324,7 +354,9 @@ class CLIP(nn.Module):
         text = config.text
         self.visual = VisionTransformer(config.vision, config.embed_dim)
         self.transformer = Transformer(text.width, text.layers, text.heads, causal=True)
-        self.token_embedding = nn.Embedding(text.vocab_size, text.width)
+        self.token_embedding = nn.Embedding(text.embedding_rows, text.width)
+        # Rebuilt from the config, so not saved in state dicts.
+        self.register_buffer("token_rows", text.row_map(), persistent=False)
         self.positional_embedding = nn.Parameter(torch.empty(text.context_length, text.width))
         self.ln_final = nn.LayerNorm(text.width)
         self.text_projection = nn.Parameter(torch.empty(text.width, config.embed_dim))
@@ -338,6 +370,10 @@ class CLIP(nn.Module):
         """images: (B, 3, H, W) float -> (B, 1 + N, D); token 0 is the class token."""
         return self.visual(images)
 
+    def embedding_rows(self, ids: Tensor) -> Tensor:
+        """Tokenizer ids (any shape, long) -> token-embedding rows (= MLM classes), same shape."""
+        return ids if self.token_rows is None else self.token_rows[ids]
+
     def encode_text_tokens(self, ids: Tensor) -> Tensor:
         """ids: (B, L) long, L <= context_length -> (B, L, D), every token projected."""
         length = ids.shape[-1]
@@ -346,6 +382,6 @@ class CLIP(nn.Module):
                 f"token sequences have length {length}, more than the model's context length "
                 f"{self.config.text.context_length}; tokenize with a shorter context_length"
             )
-        x = self.token_embedding(ids) + self.positional_embedding[:length]
+        x = self.token_embedding(self.embedding_rows(ids)) + self.positional_embedding[:length]
         x = self.transformer(x)
         return self.ln_final(x) @ self.text_projection

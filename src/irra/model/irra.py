@@ -148,7 +148,7 @@ class IRRA(nn.Module):
             self.ln_pre_t = nn.LayerNorm(dim)
             self.ln_pre_i = nn.LayerNorm(dim)
             self.ln_post = nn.LayerNorm(dim)
-            self.mlm_head = MLMHead(dim, config.clip.text.vocab_size)
+            self.mlm_head = MLMHead(dim, config.clip.text.embedding_rows)
             self.cross_modal_transformer.init_weights()
             self.cross_attn.init_weights(dim**-0.5, dim**-0.5 * (2 * depth) ** -0.5)
             self.mlm_head.init_weights(depth)
@@ -165,6 +165,13 @@ class IRRA(nn.Module):
     def encode_text_tokens(self, ids: Tensor) -> Tensor:
         """ids: (B, L) long -> (B, L, D)."""
         return self.base_model.encode_text_tokens(ids)
+
+    def mlm_classes(self, ids: Tensor) -> Tensor:
+        """Tokenizer ids (any shape, long) -> MLM class indices, the rows of the MLM logits.
+
+        The same ids unless the text config keeps a vocabulary subset (``vocab_ids``).
+        """
+        return self.base_model.embedding_rows(ids)
 
     def encode_image(self, images: Tensor) -> Tensor:
         """images: (B, 3, H, W) -> global features (B, D) float32 (projected class token)."""
@@ -202,7 +209,8 @@ class IRRA(nn.Module):
             positions_mask: (B, L) bool; when given, the head runs only at these positions.
 
         Returns:
-            (N_selected, V) in row-major order of the mask, or (B, L, V) without a mask.
+            (N_selected, V) in row-major order of the mask, or (B, L, V) without a mask; V is
+            the number of MLM classes (see :meth:`mlm_classes`).
         """
         x = self.cross_former(text_tokens, image_tokens)
         if positions_mask is not None:
@@ -230,7 +238,8 @@ class IRRA(nn.Module):
             share_text_pass: one text pass on ``mlm_ids`` serves both the global feature and the
                 MLM branch (the reference behaviour, where the caption is masked in place).
             classify: compute identity logits when the model has a classifier.
-            mlm_labels: (N,) long labels of the positions in ``mlm_mask``; when given, the MLM
+            mlm_labels: (N,) long MLM classes (:meth:`mlm_classes` of the original ids) of the
+                positions in ``mlm_mask``; when given, the MLM
                 loss is computed here by :func:`irra.fused_ce.linear_cross_entropy` (the same
                 value and gradients as cross-entropy on the logits, without materialising the
                 (N, V) logits) and ``mlm_logits`` is None.
