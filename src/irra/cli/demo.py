@@ -11,7 +11,8 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-DEMO_IDS = 1000
+DEMO_IDS = 3000
+DEMO_HELD_OUT = 100  # identities in each of the val and test splits; the rest train
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,9 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="the whole pipeline in minutes on CPU: SynthPedes -> train -> test -> report",
         description=(
-            "Generate SynthPedes (1000 drawn identities in CUHK-PEDES format), train a small IRRA "
-            "from random initialisation with SDM + MLM + ID on it, test on held-out identities "
-            "and write the report. Runs again resume or reuse what is already there."
+            f"Generate SynthPedes ({DEMO_IDS} drawn identities in CUHK-PEDES format: "
+            f"{DEMO_IDS - 2 * DEMO_HELD_OUT} to train, {DEMO_HELD_OUT} to validate, "
+            f"{DEMO_HELD_OUT} held out for the test), train a small IRRA from random "
+            "initialisation with SDM + MLM + ID on it, test on the held-out identities and write "
+            "the report. Runs again resume or reuse what is already there."
         ),
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
@@ -95,7 +98,14 @@ def ensure_synthpedes(folder: Path, *, workers: int) -> None:
         progress_bar.update(done - progress_bar.n)
 
     try:
-        generate_synthpedes(folder, num_ids=DEMO_IDS, workers=workers, progress=progress)
+        held_out = DEMO_HELD_OUT / DEMO_IDS
+        generate_synthpedes(
+            folder,
+            num_ids=DEMO_IDS,
+            split_fractions=(1 - 2 * held_out, held_out, held_out),
+            workers=workers,
+            progress=progress,
+        )
     finally:
         progress_bar.close()
 
