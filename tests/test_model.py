@@ -283,7 +283,7 @@ def test_vocabulary_subset_equals_a_full_model_whose_other_rows_share_one_vector
     subset = CLIP(subset_clip((49407, 320, 0, 786, 2308, 49406, 49405, 320))).eval()
     assert subset.config.text.vocab_ids == kept  # sorted, duplicates dropped
     assert subset.token_embedding.weight.shape == (len(kept) + 1, 64)
-    assert "token_rows" not in subset.state_dict()  # rebuilt from the config
+    assert not any("token_rows" in key for key in subset.state_dict())  # rebuilt from the config
     # The oracle: a full-vocabulary CLIP with the same weights, in which each kept id has its
     # row and every other id the subset's last ("unknown") row.
     full = CLIP(tiny_clip()).eval()

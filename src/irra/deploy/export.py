@@ -67,15 +67,13 @@ class TextEncoder(nn.Module):
         super().__init__()
         clip = model.base_model
         self.token_embedding = clip.token_embedding
-        self.register_buffer("token_rows", clip.token_rows, persistent=False)
         self.positional_embedding = clip.positional_embedding
         self.transformer = clip.transformer
         self.ln_final = clip.ln_final
         self.text_projection = clip.text_projection
 
     def forward(self, ids: Tensor) -> Tensor:
-        rows = ids if self.token_rows is None else self.token_rows[ids]  # a vocabulary subset
-        x = self.token_embedding(rows) + self.positional_embedding[: ids.shape[1]]
+        x = self.token_embedding(ids) + self.positional_embedding[: ids.shape[1]]
         tokens = self.ln_final(self.transformer(x)) @ self.text_projection  # (B, L, D)
         # Gather the end-of-text token (the largest id) of every row.
         index = ids.argmax(dim=-1)[:, None, None].expand(-1, 1, tokens.shape[-1])

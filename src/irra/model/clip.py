@@ -341,6 +341,26 @@ class VisionTransformer(nn.Module):
         return self.ln_post(x) @ self.proj
 
 
+class TokenEmbedding(nn.Embedding):
+    """The token embedding, looked up by tokenizer id: ids (any shape) -> (..., width).
+
+    Without ``vocab_ids`` a plain ``nn.Embedding`` of ``vocab_size`` rows; with them, ids are first
+    mapped to their rows (:meth:`TextConfig.row_map`, a buffer rebuilt from the config and not
+    saved in state dicts). The weight keeps OpenAI's name, ``token_embedding.weight``.
+    """
+
+    def __init__(self, text: TextConfig) -> None:
+        super().__init__(text.embedding_rows, text.width)
+        self.register_buffer("token_rows", text.row_map(), persistent=False)
+
+    def rows(self, ids: Tensor) -> Tensor:
+        """Tokenizer ids -> embedding rows, same shape."""
+        return ids if self.token_rows is None else self.token_rows[ids]
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return super().forward(self.rows(ids))
+
+
 class CLIP(nn.Module):
     """OpenAI CLIP (ViT image tower + causal text tower) with all-token outputs.
 
@@ -354,9 +374,7 @@ class CLIP(nn.Module):
         text = config.text
         self.visual = VisionTransformer(config.vision, config.embed_dim)
         self.transformer = Transformer(text.width, text.layers, text.heads, causal=True)
-        self.token_embedding = nn.Embedding(text.embedding_rows, text.width)
-        # Rebuilt from the config, so not saved in state dicts.
-        self.register_buffer("token_rows", text.row_map(), persistent=False)
+        self.token_embedding = TokenEmbedding(text)
         self.positional_embedding = nn.Parameter(torch.empty(text.context_length, text.width))
         self.ln_final = nn.LayerNorm(text.width)
         self.text_projection = nn.Parameter(torch.empty(text.width, config.embed_dim))
@@ -372,7 +390,7 @@ class CLIP(nn.Module):
 
     def embedding_rows(self, ids: Tensor) -> Tensor:
         """Tokenizer ids (any shape, long) -> token-embedding rows (= MLM classes), same shape."""
-        return ids if self.token_rows is None else self.token_rows[ids]
+        return self.token_embedding.rows(ids)
 
     def encode_text_tokens(self, ids: Tensor) -> Tensor:
         """ids: (B, L) long, L <= context_length -> (B, L, D), every token projected."""
@@ -382,6 +400,6 @@ class CLIP(nn.Module):
                 f"token sequences have length {length}, more than the model's context length "
                 f"{self.config.text.context_length}; tokenize with a shorter context_length"
             )
-        x = self.token_embedding(self.embedding_rows(ids)) + self.positional_embedding[:length]
+        x = self.token_embedding(ids) + self.positional_embedding[:length]
         x = self.transformer(x)
         return self.ln_final(x) @ self.text_projection
