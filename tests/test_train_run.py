@@ -66,7 +66,7 @@ def overrides(root: Path, epochs: int) -> list[str]:
 def test_custom_sizes_need_the_custom_arch(setting):
     config = load_config("cuhk_pedes", [setting])
     with pytest.raises(ConfigError, match="arch=custom"):
-        build_model_from_config(config, num_classes=10, train_captions=["a man"])
+        build_model_from_config(config, num_classes=10, train_tokens=tokenize(["a man"]))
 
 
 def test_a_training_vocabulary_needs_captions_and_a_known_mode():

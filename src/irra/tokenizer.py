@@ -47,28 +47,24 @@ __all__ = [
     "VOCAB_SIZE",
     "Tokenizer",
     "bytes_to_unicode",
-    "caption_vocabulary",
     "clean_text",
     "default_bpe_path",
     "default_tokenizer",
     "token_ids",
+    "token_vocabulary",
     "tokenize",
 ]
 
 
-def caption_vocabulary(
-    texts: Sequence[str], context_length: int = 77, *, tokenizer: Tokenizer | None = None
-) -> tuple[int, ...]:
-    """The sorted token ids that tokenising ``texts`` produces, plus SOT, EOT and MASK.
+def token_vocabulary(ids: torch.Tensor) -> tuple[int, ...]:
+    """The sorted distinct ids of tokenised captions ``ids`` (any shape), plus SOT, EOT and MASK.
 
-    Captions are tokenised as :func:`tokenize` does (truncated to ``context_length``); the zero
-    padding counts only where a caption is shorter than ``context_length``.
+    The zero padding counts where a caption is shorter than the context.
 
     Example:
-        >>> caption_vocabulary(["a man", "a tall woman"], context_length=5)
+        >>> token_vocabulary(tokenize(["a man", "a tall woman"], context_length=5))
         (0, 320, 786, 2308, 7771, 49405, 49406, 49407)
     """
-    ids = torch.from_numpy(token_ids(texts, context_length, True, tokenizer=tokenizer))
     return tuple(sorted(set(ids.unique().tolist()) | {MASK_ID, SOT_ID, EOT_ID}))
 
 

@@ -67,22 +67,22 @@ class RunResult:
 
 
 def build_model_from_config(
-    config: Config, num_classes: int, train_captions: Sequence[str] = ()
+    config: Config, num_classes: int, train_tokens: torch.Tensor | None = None
 ) -> torch.nn.Module:
     """The IRRA model described by ``config.model`` and ``config.loss``.
 
     ``model.arch: custom`` builds a randomly initialised CLIP from the explicit sizes (heads, when
     not given, width / 64 and at least 1); otherwise ``arch`` names a preset and ``pretrained``
     may point at OpenAI CLIP weights. With ``model.vocab: train`` the text tower keeps only the
-    token ids of ``train_captions`` (tokenised at ``data.text_length``).
+    ids in ``train_tokens``, the (N, L) tokenised training captions.
 
     Raises:
         ConfigError: a setting that only ``custom`` uses (``stem_channels``, ``vision_heads``,
             ``text_heads``, ``vocab: train``) is set for a preset; an unknown ``vocab``; or
-            ``vocab: train`` without captions.
+            ``vocab: train`` without ``train_tokens``.
     """
     from irra.model import CLIPConfig, TextConfig, VisionConfig, build_model
-    from irra.tokenizer import caption_vocabulary
+    from irra.tokenizer import token_vocabulary
 
     m, loss = config.model, config.loss
     arch: Any = m.arch
@@ -102,9 +102,9 @@ def build_model_from_config(
             )
     vocab_ids: tuple[int, ...] = ()
     if m.vocab == "train":
-        if not train_captions:
+        if train_tokens is None or not train_tokens.numel():
             raise ConfigError("model.vocab=train needs the training captions for the vocabulary")
-        vocab_ids = caption_vocabulary(train_captions, config.data.text_length)
+        vocab_ids = token_vocabulary(train_tokens)
     if m.arch == "custom":
         arch = CLIPConfig(
             embed_dim=m.embed_dim,
@@ -293,6 +293,7 @@ def _train(
     )
     from irra.data.datasets import TrainDataset
     from irra.objectives import compute_losses
+    from irra.tokenizer import tokenize
 
     cfg_t, cfg_d, cfg_m = config.train, config.data, config.model
     if ctx.is_main:
@@ -346,7 +347,9 @@ def _train(
     eval_splits = [select_split] if select_split is not None else []
 
     torch.manual_seed(cfg_t.seed)
-    model = build_model_from_config(config, data.num_classes, data.train.captions).to(device)
+    # Tokenised once: for the dataset and, with model.vocab=train, the model's vocabulary.
+    train_tokens = tokenize(data.train.captions, context_length=cfg_d.text_length)
+    model = build_model_from_config(config, data.num_classes, train_tokens).to(device)
     names = config.loss.names
     image_size = model.config.clip.vision.image_size
     train_transform: Any = (
@@ -360,6 +363,7 @@ def _train(
         mlm="mlm" in names,
         masked_global_text=cfg_d.masked_global_text,
         mask_prob=cfg_d.mask_prob,
+        tokens=train_tokens,
         cache_images=cfg_d.cache_images,
     )
     loader = build_train_loader(
