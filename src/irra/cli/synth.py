@@ -1,4 +1,5 @@
-"""``irra synth``: generate the SynthPedes dataset (CUHK-PEDES format)."""
+"""``irra synth``: generate SynthPedes (CUHK-PEDES format); ``irra synth scenes``: street footage
+(MOTChallenge layout)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="generate SynthPedes, a procedural pedestrian dataset in CUHK-PEDES format",
         description=(
             "Generate SynthPedes: drawn pedestrians with CUHK-PEDES-style captions, written as "
-            "<out>/reid_raw.json + <out>/imgs/ (+ attributes.json). Same seed, same bytes."
+            "<out>/reid_raw.json + <out>/imgs/ (+ attributes.json). Same seed, same bytes. "
+            "'irra synth scenes --out DIR' draws street footage instead."
         ),
     )
-    p.add_argument("--out", required=True, help="output folder (created; written atomically)")
+    p.add_argument("--out", help="output folder (required; created; written atomically)")
     p.add_argument("--ids", type=int, default=1000, help="number of identities (default 1000)")
     p.add_argument("--images-per-id", type=int, default=4, help="images per identity (default 4)")
     p.add_argument(
@@ -46,10 +48,52 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing SynthPedes folder")
     p.add_argument("--contact-sheet", metavar="PNG", help="also write a contact sheet PNG here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    kinds = p.add_subparsers(dest="synth_kind", metavar="KIND")
+    _add_scenes_parser(kinds)
+
+
+def _add_scenes_parser(kinds: argparse._SubParsersAction) -> None:
+    p = kinds.add_parser(
+        "scenes",
+        help="street sequences in the MOTChallenge layout (frames, gt, det, captions, mp4)",
+        description=(
+            "Draw short fixed-camera street sequences of SynthPedes people walking, occluding "
+            "each other, entering and leaving, in the MOTChallenge layout: <out>/SYNTH-01/img1/"
+            "000001.jpg ..., seqinfo.ini, gt/gt.txt, det/det.txt (simulated detector: misses, "
+            "jitter, false positives), captions.json (one caption per track id) and, with "
+            "--video, SYNTH-01.mp4. Same seed, same bytes."
+        ),
+    )
+    p.add_argument("--out", required=True, help="output folder (created; written atomically)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--sequences", type=int, default=3, help="number of sequences (default 3)")
+    p.add_argument("--frames", type=int, default=300, help="frames per sequence (default 300)")
+    p.add_argument(
+        "--height", type=int, default=360, help="frame height in pixels (default 360; 720 = HD)"
+    )
+    p.add_argument("--width", type=int, help="frame width in pixels (default: 16:9 of --height)")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate (default 25)")
+    p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="frame image format")
+    p.add_argument("--video", action="store_true", help="also write an mp4 of each sequence")
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes, one sequence each (default 1)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing scenes")
+    p.add_argument(
+        "--preview",
+        metavar="IMAGE",
+        help="also write the middle frame of the first sequence with its boxes and ids here",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irra synth``; returns the exit status."""
+    if args.out is None:
+        logger.error("irra synth needs --out DIR (or: irra synth scenes --out DIR)")
+        return 2
+    if args.synth_kind == "scenes":
+        return _run_scenes(args)
     from tqdm import tqdm
 
     from irra.data.synth import generate_synthpedes, make_contact_sheet
@@ -89,4 +133,39 @@ def run(args: argparse.Namespace) -> int:
     if args.contact_sheet:
         path = make_contact_sheet(summary.out_dir, args.contact_sheet)
         logger.info("contact sheet: %s", path)
+    return 0
+
+
+def _run_scenes(args: argparse.Namespace) -> int:
+    from irra.cli.bars import counter
+    from irra.data.synth.scenes import SceneParams, generate_scenes
+    from irra.data.synth.scenes.preview import write_preview
+
+    width = args.width if args.width is not None else 2 * round(args.height * 16 / 9 / 2)
+    params = SceneParams(
+        sequences=args.sequences,
+        frames=args.frames,
+        width=width,
+        height=args.height,
+        fps=args.fps,
+        seed=args.seed,
+        image_format=args.format,
+        video=args.video,
+    )
+    progress = None if args.no_progress else counter("scenes (frames)")
+    try:
+        summary = generate_scenes(
+            args.out, params, workers=args.workers, overwrite=args.overwrite, progress=progress
+        )
+        if args.preview:
+            logger.info("preview: %s", write_preview(summary.out_dir, args.preview))
+    except (FileExistsError, ValueError) as err:  # FootageError is a ValueError
+        logger.error("%s", err)
+        return 2
+    verb = "reused" if summary.reused else f"wrote in {summary.seconds:.1f} s"
+    parts = ", ".join(
+        f"{s['name']}: {s['tracks']} tracks / {s['boxes']} boxes / {s['detections']} detections"
+        for s in summary.sequences
+    )
+    logger.info("%s %s (%s)", verb, summary.out_dir, parts)
     return 0

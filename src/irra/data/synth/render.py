@@ -236,7 +236,11 @@ def _arm(p: Painter, body: Body, ident: Identity, k: int, skin: RGB, f: float) -
     p.ellipse(hand[0], hand[1] + 0.008, 0.019, 0.021, skin, "skin")
 
 
-def _draw_person(p: Painter, body: Body, ident: Identity, bag_side: int) -> None:
+def draw_person(p: Painter, body: Body, ident: Identity, bag_side: int) -> None:
+    """Paint ``ident`` in the pose ``body`` with ``p``, back to front (far limbs first).
+
+    ``bag_side`` (+1 or -1) is the side a shoulder bag hangs on in front and back views.
+    """
     skin = SKIN_TONES[ident.skin]
     upper = PALETTE[ident.upper_color]
     if body.side:
@@ -313,7 +317,7 @@ def render_person(
     bag_side = 1 if rng.random() < 0.5 else -1
     ground_shadow(canvas, cx, top + 0.975 * scale, 0.15 * scale, 0.025 * scale)
     painter = Painter(canvas, cx, top, scale, -1 if view == "left" else 1, with_labels)
-    _draw_person(painter, body, ident, bag_side)
+    draw_person(painter, body, ident, bag_side)
     image = canvas.resize((w, h), Image.Resampling.BOX)
     image = camera_effects(image, rng)
     return Rendered(image=image, labels=labels_array(painter.labels, (w, h)), view=view)

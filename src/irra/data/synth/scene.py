@@ -78,10 +78,16 @@ def _clutter(
             draw.ellipse([x0, y0, x0 + sx, y0 + sy], fill=color)
 
 
-def background(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
-    """A random background of ``size`` (W, H): gradient, room or street, plus clutter shapes."""
+def background(
+    rng: np.random.Generator, size: tuple[int, int], kind: str | None = None
+) -> Image.Image:
+    """A background of ``size`` (W, H): gradient, room or street (random when ``kind`` is None),
+    plus clutter shapes."""
     w, h = size
-    kind = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+    if kind is None:
+        kind = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+    elif kind not in BACKGROUNDS:
+        raise ValueError(f"background kind {kind!r} is not one of {BACKGROUNDS}")
     arr = {"gradient": _gradient, "indoor": _indoor, "street": _street}[kind](rng, w, h)
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
     _clutter(ImageDraw.Draw(img), rng, w, h, kind)

@@ -29,6 +29,7 @@ import numpy as np
 from irra.data.synth.attributes import Identity, sample_population
 from irra.data.synth.body import sample_view
 from irra.data.synth.captions import write_captions
+from irra.data.synth.output import check_target, move_into_place, partial_dir
 from irra.data.synth.render import render_person
 
 logger = logging.getLogger(__name__)
@@ -122,17 +123,6 @@ def _run_job(job: _Job) -> tuple[int, list[str]]:
     return job.slot, write_captions(job.identity, job.view, rng, job.captions)
 
 
-def _existing_params(out: Path) -> dict[str, Any] | None:
-    """Parameters of a SynthPedes dataset in ``out``, or None if ``out`` is not one."""
-    try:
-        meta = json.loads((out / ATTRIBUTES_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or meta.get("generator") != GENERATOR:
-        return None
-    return meta.get("params")
-
-
 def summarize(
     out_dir: str | os.PathLike, seconds: float = 0.0, reused: bool = False
 ) -> SynthSummary:
@@ -156,30 +146,6 @@ def summarize(
         seconds=seconds,
         reused=reused,
     )
-
-
-def _check_target(out: Path, params: dict[str, Any], overwrite: bool) -> bool:
-    """True when ``out`` already holds this exact dataset (reuse it); raises if it is in the way."""
-    if not out.exists():
-        return False
-    if not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder; choose another output path")
-    if not any(out.iterdir()):
-        return False
-    existing = _existing_params(out)
-    if existing == params and (out / ANNOTATION_FILE).is_file() and not overwrite:
-        return True
-    if existing is None:
-        raise FileExistsError(
-            f"{out} is not empty and is not a SynthPedes dataset (no {ATTRIBUTES_FILE} from "
-            f"{GENERATOR}); choose an empty or new folder (it is never deleted for you)"
-        )
-    if not overwrite:
-        raise FileExistsError(
-            f"{out} holds a SynthPedes dataset made with other parameters ({existing}); "
-            "pass overwrite=True (CLI: --overwrite) to replace it, or choose another folder"
-        )
-    return False
 
 
 def _write_json(path: Path, data: Any, indent: int | None = None) -> None:
@@ -245,16 +211,22 @@ def generate_synthpedes(
     }
     out = Path(out_dir)
     start = time.perf_counter()
-    if _check_target(out, params, overwrite):
+    if check_target(
+        out,
+        params,
+        overwrite,
+        meta_file=ATTRIBUTES_FILE,
+        generator=GENERATOR,
+        complete_file=ANNOTATION_FILE,
+        what="a SynthPedes dataset",
+    ):
         logger.info("%s already holds this SynthPedes dataset; reusing it", out)
         return summarize(out, time.perf_counter() - start, reused=True)
 
     members = sample_population(num_ids, lambda f: rng_for(seed, _FAMILY, f))
     split_of = [s for s in SPLITS for _ in range(counts[s])]
     digits = max(4, len(str(num_ids)))
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = partial_dir(out)
     try:
         entries: list[dict[str, Any]] = []
         jobs: list[_Job] = []
@@ -292,7 +264,7 @@ def generate_synthpedes(
         meta = {"generator": GENERATOR, "params": params, "identities": identities}
         _write_json(tmp / ATTRIBUTES_FILE, meta, indent=1)
         _write_json(tmp / ANNOTATION_FILE, entries)  # last: marks the dataset complete
-        _move_into_place(tmp, out)
+        move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -330,15 +302,3 @@ def _run_all(
         if pool is not None:
             pool.terminate()
             pool.join()
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    if out.exists() and not any(out.iterdir()):
-        out.rmdir()
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
