@@ -8,7 +8,10 @@ For each frame in order:
 2. a track and a detection may match when the IoU of prediction and detection is at least
    ``iou_threshold``; their score is that IoU, or with embeddings (one unit vector per
    detection, e.g. the retrieval model's image features)
-   ``(1 - embed_weight) * IoU + embed_weight * cosine(track appearance, detection)``;
+   ``(1 - embed_weight) * IoU + embed_weight * cosine(track appearance, detection)``, and
+   ``min_similarity`` (when set) forbids a match whose cosine is lower: someone who looks
+   different is a new person even where the boxes overlap. A track's appearance is a running
+   mean of its detections' features;
 3. pairs are taken greedily by decreasing score (:func:`~irra.footage.boxes.greedy_match`;
    no solver dependency, optimal in the common case, documented where it is not);
 4. a matched track takes the detection's box; an unmatched detection with confidence at least
@@ -34,6 +37,7 @@ class TrackerConfig:
 
     iou_threshold: float = 0.3
     embed_weight: float = 0.5
+    min_similarity: float | None = None
     max_gap: int = 15
     min_length: int = 3
     new_track_conf: float = 0.0
@@ -112,6 +116,8 @@ class Tracker:
                 ]
             )
             score = (1 - cfg.embed_weight) * iou + cfg.embed_weight * sim
+            if cfg.min_similarity is not None:
+                score[sim < cfg.min_similarity] = -np.inf
         score[iou < cfg.iou_threshold] = -np.inf
         ids: list[int | None] = [None] * n
         for r, c in greedy_match(score):
