@@ -153,13 +153,15 @@ def identity_errors(truth: list[Detection], tracked: list[Detection]) -> tuple[i
 
 @pytest.mark.parametrize("name", ["SYNTH-01", "SYNTH-02"])
 def test_tracker_recovers_ground_truth_tracks(scenes, name):
-    truth = read_mot(scenes / name / "gt" / "gt.txt", frame_size=(480, 270)).detections
+    # the ground truth as a detector would see it: in the frame, no slivers at the border
+    gt_file = scenes / name / "gt" / "gt.txt"
+    truth = read_mot(gt_file, frame_size=(480, 270), min_size=8).detections
     anonymous = [replace(d, track=None) for d in truth]
     tracked = track_detections(anonymous, TrackerConfig(min_length=1))
     counts = clear_mot(truth, tracked)
     assert counts.matches == counts.gt and counts.false_positives == 0
     splits, merges = identity_errors(truth, tracked)
-    assert counts.id_switches + splits + merges <= 2, (counts, splits, merges)
+    assert (counts.id_switches, splits, merges) == (0, 0, 0)
     # with an appearance feature per person (the oracle's identity) nothing is confused
     ids = sorted({d.track for d in truth})
     features = np.eye(len(ids))[[ids.index(d.track) for d in truth]]
