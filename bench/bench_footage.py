@@ -4,7 +4,8 @@ Draws ``irra synth scenes`` sequences (with their mp4), then for each sequence:
 
 * reading: frames/s of decoding the frame folder and the mp4, with every detection cropped;
 * tracking: CLEAR-MOT counts of the tracker on the ground-truth boxes with their ids removed,
-  clipped to the frame, slivers under 8 pixels dropped (identity errors only: switches, and tracks split or merged against the ground truth) and
+  clipped to the frame, slivers under 8 pixels dropped (identity errors only: switches, and
+  tracks split or merged against the ground truth) and
   on the simulated detector's ``det/det.txt`` (MOTA-like: misses, false positives, switches),
   next to the detections taken as they are (one id per box);
 * deduplication: boxes before and crops kept after tracking (``--per-track`` per track).

@@ -28,7 +28,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +112,17 @@ def plan_sequence(params: SceneParams, index: int) -> Sequence:
     return Sequence(sequence_name(index), np.asarray(image, dtype=np.uint8), tracks)
 
 
-def draw_sequence(params: SceneParams, index: int) -> Iterator[DrawnFrame]:
-    """The frames of sequence ``index`` (0-based), with each frame's people."""
-    seq = plan_sequence(params, index)
+def draw_sequence(
+    params: SceneParams, index: int, seq: Sequence | None = None
+) -> Iterator[DrawnFrame]:
+    """The frames of sequence ``index`` (0-based), with each frame's people.
+
+    Args:
+        params: the scene parameters.
+        index: which sequence.
+        seq: its plan, when already made (:func:`plan_sequence` of the same arguments).
+    """
+    seq = seq or plan_sequence(params, index)
     sprites = SpriteCache(seq.tracks, lambda t, p: rng_for(params.seed, _POSE, index, t, p))
     for frame in draw_frames(seq.background, seq.tracks, params.frames, sprites):
         yield frame
@@ -151,6 +159,7 @@ def write_sequence(
     """Draw sequence ``index`` into ``root/<name>/``; returns its counts for ``scenes.json``."""
     name = sequence_name(index)
     folder = root / name
+    seq = plan_sequence(params, index)
     (folder / "img1").mkdir(parents=True)
     detector = DetectorSimulator(
         rng_for(params.seed, _DETECT, index), (params.width, params.height)
@@ -160,7 +169,7 @@ def write_sequence(
     seen: dict[int, int] = {}  # plan index -> track id, in order of first appearance
 
     def frames() -> Iterator[np.ndarray]:
-        for frame in draw_sequence(params, index):
+        for frame in draw_sequence(params, index, seq):
             _save(frame.image, folder / "img1" / f"{frame.number:06d}.{params.image_format}")
             for person in frame.people:
                 seen.setdefault(person.track, len(seen) + 1)
@@ -188,10 +197,9 @@ def write_sequence(
     )
     (folder / "det").mkdir()
     (folder / "det" / "det.txt").write_text("".join(det_lines))
-    tracks = plan_sequence(params, index).tracks
     captions = {}
     for plan_index, track_id in sorted(seen.items(), key=lambda kv: kv[1]):
-        plan = tracks[plan_index]
+        plan = seq.tracks[plan_index]
         rng = rng_for(params.seed, _CAPTION, index, plan_index)
         captions[str(track_id)] = write_captions(plan.identity, plan.view, rng, 1)[0]
     (folder / "captions.json").write_text(json.dumps(captions, indent=1) + "\n")
@@ -239,7 +247,7 @@ def generate_scenes(
     """
     params = params or SceneParams()
     params.check()
-    record = {"version": GENERATOR_VERSION, **params.__dict__}
+    record = {"version": GENERATOR_VERSION, **asdict(params)}
     out = Path(out_dir)
     start = time.perf_counter()
     if check_target(
