@@ -152,3 +152,24 @@ def test_bad_frame_folders_are_clear_errors(seq, tmp_path, caplog):
     assert "000003.png" in folder.report.problems[0] and "000003.png" in caplog.text
     with pytest.raises(FootageError, match=r"000003\.png: cannot read"):
         folder.frame(3)
+
+
+def test_reading_one_frame_of_a_video_seeks_to_the_same_pixels(tmp_path):
+    """130 frames with a key frame every 50: frames on both sides of the key frames read alone
+    equal the frames of a full pass."""
+    rng = np.random.default_rng(0)
+    images = [
+        np.full((48, 64, 3), k, np.uint8) + rng.integers(0, 40, (48, 64, 3), dtype=np.uint8)
+        for k in range(130)
+    ]
+    assert write_video(tmp_path / "v.mp4", images, 25) == 130
+    video = VideoFile(tmp_path / "v.mp4")
+    everything = list(video.frames())
+    for number in (1, 2, 49, 50, 51, 52, 100, 101, 130):
+        frame = video.frame(number)
+        assert frame.number == number and frame.time == pytest.approx((number - 1) / 25)
+        assert np.array_equal(frame.image, everything[number - 1].image)
+    with pytest.raises(FootageError, match="fewer than 131 frames"):
+        video.frame(131)
+    with pytest.raises(FootageError, match="start at 1"):
+        video.frame(0)

@@ -18,6 +18,7 @@ from irra.footage import (
     clear_mot,
     read_mot,
     representatives,
+    select_detections,
     summarise_tracks,
     track_detections,
 )
@@ -179,3 +180,23 @@ def test_tracker_on_simulated_detections(scenes):
         # tracking removes false positives (short tracks) and keeps the detections' recall
         assert counts.false_positives < raw.false_positives
         assert counts.matches >= 0.97 * raw.matches
+
+
+def test_selecting_boxes_uses_the_files_ids_or_the_tracker(scenes):
+    gt = read_mot(scenes / "SYNTH-01" / "gt" / "gt.txt", frame_size=(480, 270), min_size=8)
+    every = select_detections(gt, per_track=None)
+    assert sorted(every, key=lambda d: (d.frame, d.line)) == sorted(
+        gt.detections, key=lambda d: (d.frame, d.line)
+    )
+    kept = select_detections(gt, per_track=2, frame_size=(480, 270))
+    ids = {d.track for d in gt.detections}
+    per_id = defaultdict(list)
+    for d in kept:
+        per_id[d.track].append(d.frame)
+    assert set(per_id) == ids and all(1 <= len(v) <= 2 for v in per_id.values())
+    assert [d.frame for d in kept] == sorted(d.frame for d in kept)
+    dets = read_mot(scenes / "SYNTH-01" / "det" / "det.txt", frame_size=(480, 270))
+    tracked = track_detections(dets.detections)
+    chosen = select_detections(dets, per_track=3, frame_size=(480, 270))
+    assert {d.track for d in chosen} == {d.track for d in tracked}
+    assert len(chosen) <= 3 * len({d.track for d in tracked}) < len(dets.detections)

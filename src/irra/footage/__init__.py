@@ -9,7 +9,8 @@ Modules (one job each):
 * :mod:`irra.footage.detections`: :func:`read_mot`, boxes in the MOTChallenge text format.
 * :mod:`irra.footage.crops`: :func:`iter_crops`, crops with their :class:`Provenance`.
 * :mod:`irra.footage.tracker`: :func:`track_detections`, a greedy IoU + appearance tracker.
-* :mod:`irra.footage.tracks`: :func:`summarise_tracks`, a few representative crops per track.
+* :mod:`irra.footage.tracks`: :func:`summarise_tracks`, a few representative crops per track;
+  :func:`select_detections`, the boxes to keep from a source (tracked, a few per track).
 * :mod:`irra.footage.mot_eval`: :func:`clear_mot`, CLEAR-MOT counts against ground truth.
 
 Nothing here imports PyTorch; PyAV is imported only when a video is opened or written.
@@ -25,7 +26,12 @@ from irra.footage.folder import FrameFolder
 from irra.footage.frame import Frame, FrameSource, ReadReport
 from irra.footage.mot_eval import MotCounts, clear_mot
 from irra.footage.tracker import Tracker, TrackerConfig, track_detections
-from irra.footage.tracks import TrackSummary, representatives, summarise_tracks
+from irra.footage.tracks import (
+    TrackSummary,
+    representatives,
+    select_detections,
+    summarise_tracks,
+)
 from irra.footage.video import VIDEO_SUFFIXES, VideoFile, write_video
 
 
@@ -64,6 +70,7 @@ __all__ = [
     "pixel_box",
     "read_mot",
     "representatives",
+    "select_detections",
     "summarise_tracks",
     "track_detections",
     "write_video",

@@ -9,10 +9,14 @@ Ties go to the earlier frame. Parts without a box give nothing, so a short track
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from irra.footage.detections import Detection
+from irra.footage.detections import Detection, DetectionSet
+from irra.footage.tracker import TrackerConfig, track_detections
+
+logger = logging.getLogger(__name__)
 
 EDGE_PENALTY = 0.5
 EDGE_MARGIN = 1.0  # pixels: a box this close to the border touches it
@@ -95,3 +99,45 @@ def summarise_tracks(
         )
         for tid, ds in sorted(by_track.items())
     ]
+
+
+def select_detections(
+    detections: DetectionSet | list[Detection],
+    *,
+    per_track: int | None = 3,
+    frame_size: tuple[int, int] | None = None,
+    config: TrackerConfig | None = None,
+) -> list[Detection]:
+    """The boxes to keep from footage: each with a track id, a few per track.
+
+    Tracks are the file's ids when every box has one (tracker output, ground truth), else
+    :func:`~irra.footage.tracker.track_detections` links the boxes.
+
+    Args:
+        detections: the boxes of one source.
+        per_track: representatives kept per track; None keeps every box (one crop per frame).
+        frame_size: (W, H), so that boxes cut by the border are less likely to be kept.
+        config: tracker settings, for boxes without ids.
+
+    Returns:
+        the kept boxes, with ``track`` set, in frame order.
+    """
+    items = detections.detections if isinstance(detections, DetectionSet) else detections
+    if items and all(d.track is not None for d in items):
+        tracked = sorted(items, key=lambda d: d.frame)
+        how = "the file's track ids"
+    else:
+        tracked = track_detections(items, config)
+        how = "the tracker"
+    if per_track is None:
+        return tracked
+    kept = [d for s in summarise_tracks(tracked, per_track, frame_size) for d in s.representatives]
+    logger.info(
+        "%d boxes in %d tracks (by %s) -> %d kept, %d per track at most",
+        len(tracked),
+        len({d.track for d in tracked}),
+        how,
+        len(kept),
+        per_track,
+    )
+    return sorted(kept, key=lambda d: d.frame)

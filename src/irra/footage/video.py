@@ -87,8 +87,13 @@ class VideoFile:
             FootageError: no frame at all decodes.
         """
         every = check_every(every)
+        self.report = ReadReport()
+        yield from self._decode(every, self.report)
+        for problem in self.report.problems:
+            logger.warning("%s", problem)
+
+    def _decode(self, every: int, report: ReadReport) -> Iterator[Frame]:
         av = _av()
-        self.report = report = ReadReport()
         number, first = 0, None
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
@@ -125,21 +130,54 @@ class VideoFile:
                 f"{self.path}: {number} of the {self.num_frames} frames the file lists decoded; "
                 "it is probably truncated"
             )
-        for problem in report.problems:
-            logger.warning("%s", problem)
 
     def frame(self, number: int) -> Frame:
-        """Frame ``number`` (1-based), decoded from the start of the file.
+        """Frame ``number`` (1-based), the same as the ``number``-th of :meth:`frames`.
+
+        A constant-rate video (its duration, frame count and rate agree) seeks to the key frame
+        before it and decodes from there; any other video is decoded from the start.
 
         Raises:
             FootageError: the video has fewer frames.
         """
-        for frame in self.frames():
+        if number < 1:
+            raise FootageError(f"{self.path}: frame numbers start at 1, got {number}")
+        found = self._seek(number)
+        if found is not None:
+            return found
+        for frame in self._decode(1, ReadReport()):
             if frame.number == number:
                 return frame
-        raise FootageError(
-            f"{self.path}: has {self.report.decoded} frames, there is no frame {number}"
-        )
+        raise FootageError(f"{self.path}: has fewer than {number} frames")
+
+    def _seek(self, number: int) -> Frame | None:
+        """Frame ``number`` found through its timestamp, or None where that is not sure."""
+        av = _av()
+        try:
+            with av.open(str(self.path)) as container:
+                stream = container.streams.video[0]
+                rate, base = stream.average_rate, stream.time_base
+                if not (self.num_frames and stream.duration and rate and base):
+                    return None
+                if abs(float(stream.duration * base * rate) - self.num_frames) >= 1:
+                    return None  # variable frame rate: timestamps do not give frame numbers
+                first = next(container.decode(stream)).pts
+                if first is None:
+                    return None
+                target = first + round((number - 1) / (float(rate) * base))
+                container.seek(target, stream=stream, backward=True)
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        return None
+                    seconds = float((frame.pts - first) * base)
+                    at = round(seconds * float(rate)) + 1
+                    if at == number:
+                        return Frame(number, seconds, frame.to_ndarray(format="rgb24"))
+                    if at > number:
+                        return None
+        except (av.FFmpegError, StopIteration):
+            return None
+        return None
 
 
 def write_video(
