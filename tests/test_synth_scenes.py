@@ -164,8 +164,9 @@ def test_detections_miss_jitter_and_fire_falsely(scenes):
 def test_cli_scenes_reuse_overwrite_and_preview(tmp_path):
     out, preview = tmp_path / "sc", tmp_path / "frame.jpg"
     argv = ["synth", "scenes", "--out", str(out), "--sequences", "1", "--frames", "12"]
-    argv += ["--height", "144", "--no-progress"]
+    argv += ["--height", "144", "--video", "--no-progress"]
     assert main([*argv, "--preview", str(preview)]) == 0
+    assert (out / "SYNTH-01" / "SYNTH-01.mp4").stat().st_size > 0
     with Image.open(out / "SYNTH-01" / "img1" / "000001.jpg") as im:
         assert im.size == (256, 144)  # 16:9 of --height
     with Image.open(preview) as im:

@@ -94,7 +94,7 @@ def sequence_name(index: int) -> str:
 
 
 @dataclass(frozen=True)
-class Sequence:
+class PlannedSequence:
     """A planned sequence: its fixed background and its people."""
 
     name: str
@@ -102,18 +102,18 @@ class Sequence:
     tracks: list[TrackPlan]
 
 
-def plan_sequence(params: SceneParams, index: int) -> Sequence:
+def plan_sequence(params: SceneParams, index: int) -> PlannedSequence:
     """Background and people of sequence ``index`` (0-based)."""
     size = (params.width, params.height)
     rng = rng_for(params.seed, _BACKGROUND, index)
     kind = BACKGROUND_KINDS[int(rng.choice(len(BACKGROUND_KINDS), p=BACKGROUND_WEIGHTS))]
     image = camera_effects(background(rng, size, kind), rng)
     tracks = plan_tracks(rng_for(params.seed, _PLAN, index), size, params.frames, params.fps)
-    return Sequence(sequence_name(index), np.asarray(image, dtype=np.uint8), tracks)
+    return PlannedSequence(sequence_name(index), np.asarray(image, dtype=np.uint8), tracks)
 
 
 def draw_sequence(
-    params: SceneParams, index: int, seq: Sequence | None = None
+    params: SceneParams, index: int, seq: PlannedSequence | None = None
 ) -> Iterator[DrawnFrame]:
     """The frames of sequence ``index`` (0-based), with each frame's people.
 
