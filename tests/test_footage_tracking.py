@@ -21,6 +21,7 @@ from irra.footage import (
     select_detections,
     summarise_tracks,
     track_detections,
+    truth_of_tracks,
 )
 from irra.footage.boxes import greedy_match, iou_matrix
 
@@ -106,6 +107,20 @@ def test_clear_mot_by_hand():
     assert counts.mota == pytest.approx(1 - 3 / 6)
     with pytest.raises(ValueError, match="track id"):
         clear_mot(truth, [det(1, 0, None)])
+
+
+def test_truth_of_tracks_by_hand():
+    truth = [det(f, 0, 1) for f in (1, 2, 3)] + [det(f, 100, 2) for f in (1, 2, 3)]
+    tracked = [
+        det(1, 0, 7),
+        det(2, 1, 7),
+        det(3, 100, 7),  # 7 covers person 1 twice, person 2 once: person 1
+        det(1, 100, 9),  # 9 covers person 2 once
+        det(2, 300, 5),  # 5 never covers anyone
+        det(3, 0, 4),
+        det(2, 100, 4),  # 4 covers each once: the tie goes to the smaller id
+    ]
+    assert truth_of_tracks(truth, tracked) == {4: 1, 5: None, 7: 1, 9: 2}
 
 
 def test_representatives_by_hand():
@@ -200,3 +215,10 @@ def test_selecting_boxes_uses_the_files_ids_or_the_tracker(scenes):
     chosen = select_detections(dets, per_track=3, frame_size=(480, 270))
     assert {d.track for d in chosen} == {d.track for d in tracked}
     assert len(chosen) <= 3 * len({d.track for d in tracked}) < len(dets.detections)
+
+
+def test_every_tracked_person_maps_back_to_its_ground_truth(scenes):
+    truth = read_mot(scenes / "SYNTH-02" / "gt" / "gt.txt", frame_size=(480, 270)).detections
+    tracked = track_detections([replace(d, track=None) for d in truth if d.box[2] >= 8])
+    mapping = truth_of_tracks(truth, tracked)
+    assert sorted(v for v in mapping.values() if v is not None) == sorted({d.track for d in truth})

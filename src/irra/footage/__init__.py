@@ -11,7 +11,8 @@ Modules (one job each):
 * :mod:`irra.footage.tracker`: :func:`track_detections`, a greedy IoU + appearance tracker.
 * :mod:`irra.footage.tracks`: :func:`summarise_tracks`, a few representative crops per track;
   :func:`select_detections`, the boxes to keep from a source (tracked, a few per track).
-* :mod:`irra.footage.mot_eval`: :func:`clear_mot`, CLEAR-MOT counts against ground truth.
+* :mod:`irra.footage.mot_eval`: :func:`clear_mot`, CLEAR-MOT counts against ground truth;
+  :func:`truth_of_tracks`, the ground-truth person each track stands for.
 
 Nothing here imports PyTorch; PyAV is imported only when a video is opened or written.
 """
@@ -24,7 +25,7 @@ from irra.footage.detections import Detection, DetectionSet, clip_box, read_mot
 from irra.footage.errors import FootageError
 from irra.footage.folder import FrameFolder
 from irra.footage.frame import Frame, FrameSource, ReadReport
-from irra.footage.mot_eval import MotCounts, clear_mot
+from irra.footage.mot_eval import MotCounts, clear_mot, truth_of_tracks
 from irra.footage.tracker import Tracker, TrackerConfig, track_detections
 from irra.footage.tracks import (
     TrackSummary,
@@ -73,5 +74,6 @@ __all__ = [
     "select_detections",
     "summarise_tracks",
     "track_detections",
+    "truth_of_tracks",
     "write_video",
 ]

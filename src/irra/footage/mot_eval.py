@@ -89,3 +89,38 @@ def clear_mot(
         misses += len(gts) - len(pairs)
         false_pos += len(trs) - len(pairs)
     return MotCounts(len(truth), matches, misses, false_pos, switches)
+
+
+def truth_of_tracks(
+    truth: list[Detection], tracked: list[Detection], iou_threshold: float = 0.5
+) -> dict[int, int | None]:
+    """The ground-truth id each tracked id stands for: the one its boxes overlap most often.
+
+    In every frame, tracked and ground-truth boxes are paired greedily by IoU (at least
+    ``iou_threshold``); a tracked id gets the ground-truth id it was paired with in most frames
+    (ties: the smaller id), or None when it never was (a false track).
+
+    Args:
+        truth: ground-truth boxes with ``track`` ids.
+        tracked: tracker output with ``track`` ids.
+    """
+    gt_frames: dict[int, list[Detection]] = defaultdict(list)
+    for d in truth:
+        gt_frames[d.frame].append(d)
+    tr_frames: dict[int, list[Detection]] = defaultdict(list)
+    for d in tracked:
+        tr_frames[d.frame].append(d)
+    votes: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for frame, trs in tr_frames.items():
+        gts = gt_frames.get(frame, [])
+        iou = iou_matrix(
+            np.array([d.box for d in trs]).reshape(-1, 4),
+            np.array([d.box for d in gts]).reshape(-1, 4),
+        )
+        for i, j in greedy_match(iou, iou_threshold):
+            votes[trs[i].track][gts[j].track] += 1  # type: ignore[index]
+    out: dict[int, int | None] = {}
+    for tid in sorted({d.track for d in tracked}):  # type: ignore[type-var]
+        counts = votes.get(tid)
+        out[tid] = min(counts, key=lambda g: (-counts[g], g)) if counts else None
+    return out
