@@ -63,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from irra.config import ConfigError, load_config
     from irra.data import DatasetError, build_eval_loaders, build_eval_transform, read_dataset
     from irra.engine.evaluation import encode_split, split_metrics
-    from irra.engine.runtime import resolve_device, resolve_precision
     from irra.fileio import atomic_write_text
     from irra.model import WeightsError, load_model
+    from irra.runtime import resolve_device, resolve_precision
 
     try:
         weights, run_dir = resolve_checkpoint(Path(args.checkpoint))

@@ -47,7 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``irra index``; returns the exit status."""
     from irra.cli.bars import counter
-    from irra.retrieval import GalleryError, IndexStoreError, build_index, open_engine, read_labels
+    from irra.inference import open_encoder
+    from irra.retrieval import GalleryError, IndexStoreError, build_index, read_labels
     from irra.retrieval.store import Snapshot, is_index
 
     out = Path(args.out)
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{out}: no index yet; pass --checkpoint CKPT and --images DIR to build one"
             )
         labels = read_labels(args.labels) if args.labels else None
-        encoder = open_engine(
+        encoder = open_encoder(
             checkpoint,
             engine,
             device=args.device,

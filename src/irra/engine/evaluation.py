@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from irra.engine.distributed import DistContext, all_gather_rows
-from irra.engine.runtime import autocast
 from irra.metrics import retrieval_metrics
+from irra.runtime import autocast
 
 Progress = Callable[[Iterable, str, int], Iterable]
 

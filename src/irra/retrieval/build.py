@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from irra.retrieval.engine import EmbeddingEngine, Progress
+from irra.imageio import ImageDecodeError
+from irra.inference.protocol import EmbeddingEncoder, Progress
 from irra.retrieval.files import GalleryError, ImageFile, Labels, scan_images
 from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot, is_index, write_version
 from irra.retrieval.vectors import (
@@ -36,7 +37,9 @@ class BuildReport:
     version: Path
 
 
-def check_same_model(manifest: dict[str, Any], encoder: EmbeddingEngine, where: str | Path) -> None:
+def check_same_model(
+    manifest: dict[str, Any], encoder: EmbeddingEncoder, where: str | Path
+) -> None:
     """Raise unless ``encoder`` holds the model whose fingerprint the index recorded."""
     recorded = manifest["model"]["fingerprint"]
     if recorded != encoder.fingerprint:
@@ -48,8 +51,27 @@ def check_same_model(manifest: dict[str, Any], encoder: EmbeddingEngine, where: 
         )
 
 
+def encode_files(
+    encoder: EmbeddingEncoder,
+    paths: Sequence[Path],
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """``encoder.encode_images`` with an undecodable file reported as a :class:`GalleryError`."""
+    try:
+        return encoder.encode_images(
+            paths, batch_size=batch_size, workers=workers, progress=progress
+        )
+    except ImageDecodeError as err:
+        raise GalleryError(
+            f"{err}; remove or replace the file and run again (nothing was written)"
+        ) from err
+
+
 def make_manifest(
-    encoder: EmbeddingEngine, images_root: Path, index_type: str, vector_index: Any
+    encoder: EmbeddingEncoder, images_root: Path, index_type: str, vector_index: Any
 ) -> dict[str, Any]:
     """The manifest fields a writer supplies (model identity, image root, index settings)."""
     return {
@@ -99,7 +121,7 @@ def merge_rows(
 
 def write_index(
     directory: str | os.PathLike[str],
-    encoder: EmbeddingEngine,
+    encoder: EmbeddingEncoder,
     images_root: Path,
     records: Sequence[ImageRecord],
     vectors: np.ndarray,
@@ -115,7 +137,7 @@ def write_index(
 
 
 def build_index(
-    encoder: EmbeddingEngine,
+    encoder: EmbeddingEncoder,
     images: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
@@ -144,7 +166,7 @@ def build_index(
         nlist, nprobe: IVF cells and cells scanned per query (defaults from the gallery size).
         labels: identity and camera per relative path (see :func:`read_labels`).
         rebuild: ignore an existing index (another model or image folder) and encode all.
-        batch_size, workers, progress: see :meth:`Encoder.encode_images`.
+        batch_size, workers, progress: see :meth:`EmbeddingEncoder.encode_images`.
 
     Raises:
         GalleryError: no images, or an image that cannot be decoded.
@@ -179,8 +201,12 @@ def build_index(
         len(todo),
         len(files) - len(todo),
     )
-    new_vectors = encoder.encode_images(
-        [root / f.path for f in todo], batch_size=batch_size, workers=workers, progress=progress
+    new_vectors = encode_files(
+        encoder,
+        [root / f.path for f in todo],
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
     )
     present = {f.path for f in files}
     records, vectors = merge_rows(

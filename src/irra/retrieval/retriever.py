@@ -10,8 +10,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from irra.retrieval.build import check_same_model, merge_rows, write_index
-from irra.retrieval.engine import EmbeddingEngine, Progress, open_engine
+from irra.inference.open import open_encoder
+from irra.inference.protocol import EmbeddingEncoder, Progress
+from irra.retrieval.build import check_same_model, encode_files, merge_rows, write_index
 from irra.retrieval.files import GalleryError, stat_image
 from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot
 from irra.retrieval.vectors import search_vectors, set_nprobe
@@ -70,7 +71,7 @@ class Retriever:
     """
 
     def __init__(
-        self, directory: str | os.PathLike[str], snapshot: Snapshot, encoder: EmbeddingEngine
+        self, directory: str | os.PathLike[str], snapshot: Snapshot, encoder: EmbeddingEncoder
     ):
         check_same_model(snapshot.manifest, encoder, directory)
         self.directory = Path(directory)
@@ -98,7 +99,7 @@ class Retriever:
                 path recorded in the index. Either way its weights must be the ones that built
                 the index.
             engine: ``torch``, ``onnx`` or ``torchscript`` (see
-                :func:`irra.retrieval.engine.open_engine`); default: the engine recorded in the
+                :func:`irra.inference.open_encoder`); default: the engine recorded in the
                 index when ``checkpoint`` is None, else detected from ``checkpoint``.
             device, precision: where and how queries are encoded (``torch`` engine).
             nprobe: cells scanned per query of an ``ivf`` index (more = slower, more exact).
@@ -118,7 +119,7 @@ class Retriever:
                 )
             if engine is None and checkpoint is None:
                 engine = snapshot.manifest["model"].get("engine")
-            encoder = open_engine(
+            encoder = open_encoder(
                 source, engine, device=device, precision=precision, threads=threads
             )
             set_nprobe(snapshot.vectors, nprobe)
@@ -205,8 +206,8 @@ class Retriever:
                     f"{path}: outside the indexed folder {root}; copy the image under it first"
                 ) from err
             files.append(stat_image(root, rel))
-        vectors = self.encoder.encode_images(
-            [root / f.path for f in files], batch_size=batch_size, progress=progress
+        vectors = encode_files(
+            self.encoder, [root / f.path for f in files], batch_size=batch_size, progress=progress
         )
         new = [ImageRecord(f.path, f.size, f.mtime_ns) for f in files]
         with self._lock:
