@@ -152,9 +152,19 @@ def test_export_index_and_search_from_the_command_line(setup, tmp_path, capsys, 
     capsys.readouterr()
     results = {}
     for engine, checkpoint in (("onnx", export), ("torch", setup["model"])):
-        search = ["search", "--index", str(index), QUERIES[0], "-k", "40", "--json"]
+        search = [
+            "search",
+            "--index",
+            str(index),
+            QUERIES[0],
+            "-k",
+            "40",
+            "--json",
+            "--device",
+            "cpu",
+        ]
         assert main([*search, "--checkpoint", str(checkpoint), "--engine", engine]) == 0
-        results[engine] = [r["path"] for r in json.loads(capsys.readouterr().out)["results"]]
+        results[engine] = [r["path"] for r in json.loads(capsys.readouterr().out)]
     assert results["onnx"] == results["torch"]
     assert len(results["onnx"]) == 40
     wrong = ["search", "--index", str(index), "red", "--checkpoint", str(export), "--engine"]

@@ -21,6 +21,7 @@ from irra.inference import TorchEncoder
 from irra.retrieval import (
     GalleryError,
     IndexStoreError,
+    Label,
     QueryError,
     Retriever,
     build_index,
@@ -224,7 +225,7 @@ def test_labels_from_csv_and_annotation_json_reach_the_results(tmp_path, encoder
     )
     json_file = tmp_path / "reid_raw.json"
     json_file.write_text(json.dumps([{"file_path": paths[0], "id": 7, "captions": []}]))
-    assert read_labels(json_file) == {paths[0]: ("7", None)}
+    assert read_labels(json_file) == {paths[0]: Label("7", None)}
     build_index(encoder, tmp_path / "imgs", tmp_path / "index", labels=read_labels(csv_file))
     hits = Retriever.open(tmp_path / "index", device="cpu").search(QUERY, 4)
     assert {(h.path, h.identity, h.camera) for h in hits} == {

@@ -14,6 +14,7 @@ import numpy as np
 
 from irra.imageio import ImageDecodeError
 from irra.inference.protocol import EmbeddingEncoder, Progress
+from irra.retrieval.capture import file_capture_time
 from irra.retrieval.files import GalleryError, ImageFile, Labels, scan_images
 from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot, is_index, write_version
 from irra.retrieval.vectors import (
@@ -154,8 +155,9 @@ def build_index(
 
     An existing index keeps the embeddings of images whose size and modification time did not
     change; new and changed images are encoded, deleted ones dropped. The result equals a full
-    rebuild. Nothing is written until every image is encoded: an error or an interruption leaves
-    the previous version live.
+    rebuild. An index of an older format is upgraded (capture times added) without encoding.
+    Nothing is written until every image is encoded: an error or an interruption leaves the
+    previous version live.
 
     Args:
         encoder: the model (must be the one that built ``out``, unless ``rebuild``).
@@ -164,7 +166,9 @@ def build_index(
         index_type: ``flat`` (exact) or ``ivf`` (approximate); default: the existing index's
             type, else ``flat``.
         nlist, nprobe: IVF cells and cells scanned per query (defaults from the gallery size).
-        labels: identity and camera per relative path (see :func:`read_labels`).
+        labels: identity, camera and capture time per relative path (see :func:`read_labels`);
+            an image's time is the label's, else its EXIF DateTimeOriginal, else its
+            modification time. Labels stored by an earlier run stay when none are given.
         rebuild: ignore an existing index (another model or image folder) and encode all.
         batch_size, workers, progress: see :meth:`EmbeddingEncoder.encode_images`.
 
@@ -179,7 +183,7 @@ def build_index(
     old_records: list[ImageRecord] = []
     old_vectors = np.empty((0, encoder.dim), dtype=np.float32)
     if is_index(out) and not rebuild:
-        snapshot = Snapshot.open(out)
+        snapshot = Snapshot.open(out, upgrade=True)
         try:
             check_same_model(snapshot.manifest, encoder, out)
             if snapshot.manifest["images_root"] != str(root):
@@ -210,8 +214,9 @@ def build_index(
     )
     present = {f.path for f in files}
     records, vectors = merge_rows(
-        old_records, old_vectors, [_record(f) for f in todo], new_vectors, keep=present
+        old_records, old_vectors, [file_record(root, f) for f in todo], new_vectors, keep=present
     )
+    records = [r if r.time is not None else _timed(root, r) for r in records]  # format 1
     if labels:
         records = [_labelled(r, labels) for r in records]
     version = write_index(out, encoder, root, records, vectors, index_type, nlist, nprobe)
@@ -219,12 +224,19 @@ def build_index(
     return BuildReport(len(todo), len(files) - len(todo), removed, len(records), version)
 
 
-def _record(file: ImageFile) -> ImageRecord:
-    return ImageRecord(file.path, file.size, file.mtime_ns)
+def file_record(root: Path, file: ImageFile) -> ImageRecord:
+    """The record of an image file, its capture time read from EXIF or its modification time."""
+    time = file_capture_time(root / file.path, file.mtime_ns)
+    return ImageRecord(file.path, file.size, file.mtime_ns, time=time)
+
+
+def _timed(root: Path, record: ImageRecord) -> ImageRecord:
+    return dataclasses.replace(record, time=file_capture_time(root / record.path, record.mtime_ns))
 
 
 def _labelled(record: ImageRecord, labels: Labels) -> ImageRecord:
-    if record.path not in labels:
+    label = labels.get(record.path)
+    if label is None:
         return record
-    identity, camera = labels[record.path]
-    return dataclasses.replace(record, identity=identity, camera=camera)
+    time = label.time if label.time is not None else record.time
+    return dataclasses.replace(record, identity=label.identity, camera=label.camera, time=time)
