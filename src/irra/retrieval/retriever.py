@@ -178,6 +178,12 @@ class Retriever:
         """Release the metadata database."""
         self._snapshot.metadata.close()
 
+    def __enter__(self) -> Retriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def search(
         self,
         query: str | Query | None = None,
