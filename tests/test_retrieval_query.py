@@ -405,3 +405,34 @@ def test_a_format_1_index_is_refused_then_upgraded_without_encoding(
     stamp = dt.datetime.fromisoformat(hits[0].time).timestamp()
     assert stamp == pytest.approx((tmp_path / "imgs" / hits[0].path).stat().st_mtime, abs=1)
     retriever.close()
+
+
+# -- re-ranking ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["no filter", "camera, half"])
+def test_rerank_equals_a_brute_force_neighbour_rescoring(random_index, case):
+    records, vectors = random_index["records"], random_index["vectors"]
+    search_filter, passes = FILTERS.get(case, (None, lambda r: True))
+    query = vectors[77]
+    keep = np.array([passes(r) for r in records])
+    ids = np.flatnonzero(keep)
+    scores = vectors[ids] @ query
+    first = ids[np.lexsort((ids, -scores))[:100]]  # the 100 candidates
+    everything = vectors @ query
+    rescored = []
+    for g in first:
+        sims = vectors @ vectors[g]
+        sims[g] = -np.inf  # not its own neighbour
+        near = np.argsort(-sims, kind="stable")[:3]
+        rescored.append((everything[g] + everything[near].mean()) / 2)
+    rescored = np.asarray(rescored)
+    order = np.lexsort((first, -rescored))[:10]
+    with Retriever.open(random_index["index"], device="cpu") as retriever:
+        hits = retriever.search(similar=[77], k=10, filter=search_filter, rerank=True)
+    if random_index["kind"] == "ivf":  # its neighbour lists are approximate (2 of 64 cells)
+        assert all(passes(records[h.id]) for h in hits) and set(h.id for h in hits) <= set(first)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        return
+    assert [h.id for h in hits] == first[order].tolist()
+    np.testing.assert_allclose([h.score for h in hits], rescored[order], atol=1e-5)

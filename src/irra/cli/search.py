@@ -104,6 +104,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="only results scoring at least S; the score is the cosine similarity to the query, "
         "in [-1, 1]",
     )
+    p.add_argument(
+        "--rerank",
+        action="store_true",
+        help="re-score the top 100 candidates with their 3 nearest gallery images (visual "
+        "neighbours); small gains on SynthPedes, see the README",
+    )
     output = p.add_mutually_exclusive_group()
     output.add_argument(
         "--json",
@@ -151,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
             nprobe=args.nprobe,
             threads=args.threads,
         )
-        hits = retriever.search(query, args.k, filter=search_filter, min_score=args.min_score)
+        hits = retriever.search(
+            query, args.k, filter=search_filter, min_score=args.min_score, rerank=args.rerank
+        )
         if args.grid:
             save_grid(Path(args.grid), retriever, query, hits)
     except (QueryError, GalleryError, IndexStoreError, ValueError, RuntimeError) as err:

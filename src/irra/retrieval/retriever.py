@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,9 @@ from irra.retrieval.query import (
     check_min_score,
     check_query,
 )
+from irra.retrieval.rerank import CANDIDATES as RERANK_CANDIDATES
+from irra.retrieval.rerank import NeighbourCache
+from irra.retrieval.rerank import rerank as rerank_by_neighbours
 from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot
 from irra.retrieval.vectors import filtered_search, search_vectors, set_nprobe, stored_rows
 
@@ -111,6 +114,7 @@ class Retriever:
         self._snapshot = snapshot
         self._lock = threading.RLock()
         self._filter_columns: tuple[Snapshot, FilterColumns] | None = None
+        self._neighbour_cache: tuple[Snapshot, NeighbourCache] | None = None
 
     @classmethod
     def open(
@@ -194,6 +198,7 @@ class Retriever:
         negatives: Sequence[TextPart | str] = (),
         filter: SearchFilter | None = None,
         min_score: float | None = None,
+        rerank: bool = False,
     ) -> SearchResults:
         """The ``k`` images that best match the query among those passing ``filter``, best first.
 
@@ -211,6 +216,9 @@ class Retriever:
             negatives: descriptions to rank away from (:class:`TextPart` for a weight).
             filter: which images may be hits (cameras, identities, time range, folder).
             min_score: leave out hits scoring below this cosine similarity, in [-1, 1].
+            rerank: re-score the top candidates with their visual neighbours
+                (:mod:`irra.retrieval.rerank`); the score is then the mean of the candidate's
+                and its neighbours' cosine similarities, still in [-1, 1].
 
         Returns:
             :class:`SearchResults`: a list of :class:`SearchHit`, with a ``message`` when a
@@ -238,10 +246,18 @@ class Retriever:
                     message=f"no image of the {total} in the index passes the filter",
                     candidates=0,
                 )
+            wanted = max(k, RERANK_CANDIDATES) if rerank else k
             if keep is None:
-                scores, ids = (a[0] for a in search_vectors(snapshot.vectors, vector[None], k))
+                scores, ids = (a[0] for a in search_vectors(snapshot.vectors, vector[None], wanted))
+                scores, ids = scores[ids >= 0], ids[ids >= 0]
             else:
-                scores, ids = filtered_search(snapshot.vectors, vector, keep, k)
+                scores, ids = filtered_search(snapshot.vectors, vector, keep, wanted)
+            if rerank:
+                rows = self._rows(snapshot)
+                scores, ids = rerank_by_neighbours(
+                    vector, ids, scores, self._neighbours(snapshot), rows
+                )
+                scores, ids = scores[:k], ids[:k]
             found = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
             if min_score is not None:
                 found = [(i, s) for i, s in found if s >= min_score]
@@ -307,6 +323,20 @@ class Retriever:
             )
         with self._lock:  # an ivf index builds its id map on first use
             return stored_rows(snapshot.vectors, np.asarray(ids, dtype=np.int64))
+
+    def _rows(self, snapshot: Snapshot) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda ids: stored_rows(snapshot.vectors, ids)
+
+    def _neighbours(self, snapshot: Snapshot) -> NeighbourCache:
+        """The neighbour lists of ``snapshot`` (found lazily, kept with it)."""
+        if self._neighbour_cache is None or self._neighbour_cache[0] is not snapshot:
+
+            def search(vectors: np.ndarray, count: int) -> np.ndarray:
+                return search_vectors(snapshot.vectors, vectors, count)[1]
+
+            cache = NeighbourCache(search, self._rows(snapshot))
+            self._neighbour_cache = (snapshot, cache)
+        return self._neighbour_cache[1]
 
     def _columns(self, snapshot: Snapshot) -> FilterColumns:
         """The filter columns of ``snapshot`` (read on first use, then kept with it)."""
