@@ -17,7 +17,7 @@ import irra
 from irra.cli import main
 from irra.deploy import export_model
 from irra.inference import TorchEncoder, open_encoder
-from irra.retrieval import IndexStoreError, Retriever, build_index
+from irra.retrieval import IndexStoreError, Retriever, SearchFilter, build_index
 from irra.retrieval.store import Snapshot
 
 QUERIES = ["a man in a black jacket with a red backpack", "a woman in a white dress", "grey"]
@@ -37,17 +37,24 @@ NO_TORCH_SEARCH = textwrap.dedent(
     sys.meta_path.insert(0, BlockTorch())
     index, export, gallery, new_index, queries = sys.argv[1:6]
     from irra.cli import main
-    from irra.retrieval import Retriever
+    from pathlib import Path
+    from irra.retrieval import Retriever, SearchFilter
 
     retriever = Retriever.open(index, checkpoint=export, engine="onnx", device="cpu")
     api = {q: [h.path for h in retriever.search(q, k=20)] for q in json.loads(queries)}
+    probe = sorted(p for p in Path(gallery).rglob("*") if p.is_file())[0]
+    combined = retriever.search(
+        json.loads(queries)[0], k=20, images=[probe], similar=[3], negatives=["red"],
+        filter=SearchFilter(under="cam1"), rerank=True,
+    )
+    api["combined"] = [h.path for h in combined]
     assert main(["index", "--out", new_index, "--checkpoint", export, "--images", gallery,
                  "--engine", "onnx", "--workers", "0"]) == 0
     assert main(["search", "--index", new_index, "grey", "--json"]) == 0
     cli = Retriever.open(new_index, device="cpu")
     built = {q: [h.path for h in cli.search(q, k=20)] for q in json.loads(queries)}
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
-    print(json.dumps({"api": api, "built": built, "torch_modules": loaded}))
+    print(json.dumps({"api": api, "built": built, "torch_modules": loaded, "probe": str(probe)}))
     """
 )
 
@@ -130,6 +137,11 @@ def test_onnx_search_runs_with_torch_blocked(setup, tmp_path):
         expected = ranking(torch_retriever, query, 20)
         assert result["api"][query] == expected
         assert result["built"][query] == expected
+    combined = torch_retriever.search(
+        QUERIES[0], k=20, images=[result["probe"]], similar=[3], negatives=["red"],
+        filter=SearchFilter(under="cam1"), rerank=True,
+    )  # fmt: skip
+    assert result["api"]["combined"] == [h.path for h in combined]
 
 
 def test_the_blocker_really_blocks_torch(tmp_path):
