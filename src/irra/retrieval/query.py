@@ -23,6 +23,8 @@ MAX_QUERY_CHARS = 1000
 MAX_K = 1000
 #: Most parts of one kind (texts, images, similar ids, negatives) in one query.
 MAX_PARTS = 16
+#: Most cameras, or identities, one filter names.
+MAX_FILTER_VALUES = 10_000
 #: Largest accepted weight of a part.
 MAX_WEIGHT = 100.0
 
@@ -181,8 +183,8 @@ class SearchFilter:
             QueryError: a time that is not ISO 8601, ``after`` later than ``before``, a folder
                 that leaves the indexed folder, or a field of the wrong type.
         """
-        cameras = tuple(_string(c, "camera") for c in _parts(self.cameras, "cameras"))
-        identities = tuple(_string(i, "identity") for i in _parts(self.identities, "identities"))
+        cameras = tuple(_string(c, "camera") for c in _values(self.cameras, "cameras"))
+        identities = tuple(_string(i, "identity") for i in _values(self.identities, "identities"))
         after, before = _seconds(self.after, "after"), _seconds(self.before, "before")
         if after is not None and before is not None and after > before:
             raise QueryError(
@@ -286,6 +288,13 @@ def _parts(values: Any, what: str) -> list[Any]:
     values = _list(values, what)
     if len(values) > MAX_PARTS:
         raise QueryError(f"at most {MAX_PARTS} {what} per query, got {len(values)}")
+    return values
+
+
+def _values(values: Any, what: str) -> list[Any]:
+    values = _list(values, what)
+    if len(values) > MAX_FILTER_VALUES:
+        raise QueryError(f"at most {MAX_FILTER_VALUES} {what} per filter, got {len(values)}")
     return values
 
 
