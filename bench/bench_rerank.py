@@ -12,10 +12,15 @@ query, itself left out):
 * ``neighbours``: irra's ``--rerank`` (:mod:`irra.retrieval.rerank`): each of the top 100
   candidates scores with the mean score of its 3 nearest gallery images.
 
-Prints R1 / mAP (percent, :func:`irra.metrics.retrieval_metrics`) and the milliseconds per query
-of the re-ranking step alone (one thread, numpy).
+Tasks: text -> image (every caption); image -> image (every image, itself left out); text +
+image (every caption plus another image of the same person, summed as irra combines parts; that
+image left out). A left-out image is also nobody's neighbour. Prints R1 / mAP (percent,
+:func:`irra.metrics.retrieval_metrics`) and the milliseconds per query of the re-ranking step
+alone (numpy, exact neighbours). With ``--index`` (an index of the split's images) it also
+times ``Retriever.search`` end to end for each query kind, with and without ``rerank``.
 
-    OMP_NUM_THREADS=1 python bench/bench_rerank.py --model runs/demo/model --root runs/demo/data
+    OMP_NUM_THREADS=1 python bench/bench_rerank.py --model runs/demo/model --root runs/demo/data \
+        [--index runs/demo/test-index]
 """
 
 from __future__ import annotations
@@ -135,21 +140,72 @@ def with_neighbours(beta: float) -> Callable:
     return rule
 
 
+def helper_images(split) -> np.ndarray:
+    """Per caption, the first other image of the same person in gallery order (-1: none)."""
+    pids, own = np.asarray(split.image_pids), np.asarray(split.caption_image_index)
+    helper = np.full(len(split.captions), -1)
+    for q, pid in enumerate(split.caption_pids):
+        others = np.flatnonzero((pids == pid) & (np.arange(len(pids)) != own[q]))
+        helper[q] = others[0] if len(others) else -1
+    return helper
+
+
+def end_to_end(index: Path, split, helper: np.ndarray, count: int) -> None:
+    """p50 / p99 ms of ``Retriever.search`` (k 10, query encoding included) per query kind."""
+    from irra.retrieval import Retriever
+    from irra.retrieval.store import Snapshot
+
+    snapshot = Snapshot.open(index)
+    root = Path(snapshot.manifest["images_root"])
+    ids = {r.path: i for i, r in enumerate(snapshot.metadata.all())}
+    snapshot.metadata.close()
+    image_ids = [ids[Path(p).resolve().relative_to(root).as_posix()] for p in split.image_paths]
+    kinds = {
+        "text": lambda r, q, rr: r.search(split.captions[q], 10, rerank=rr),
+        "image (similar id)": lambda r, q, rr: r.search(
+            similar=[image_ids[q % len(image_ids)]], k=10, rerank=rr
+        ),
+        "text + image (similar id)": lambda r, q, rr: r.search(
+            split.captions[q], 10, similar=[image_ids[helper[q]]], rerank=rr
+        ),
+    }
+    print("\n| query (Retriever.search, k 10) | rerank | p50 ms | p99 ms |\n|---|---|---:|---:|")
+    with Retriever.open(index, device="cpu") as retriever:
+        for name, run in kinds.items():
+            for rr in (False, True):
+                run(retriever, 0, rr)  # warm-up (and, with rerank, the first neighbour lists)
+                seconds = []
+                for q in range(count):
+                    start = time.perf_counter()
+                    run(retriever, q, rr)
+                    seconds.append(time.perf_counter() - start)
+                p50, p99 = np.percentile(1000 * np.asarray(seconds), [50, 99])
+                print(f"| {name} | {'yes' if rr else 'no'} | {p50:.2f} | {p99:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--root", required=True)
     parser.add_argument("--dataset", default="CUHK-PEDES")
     parser.add_argument("--split", default="test")
+    parser.add_argument("--index", type=Path, help="an index of the split's images: time searches")
+    parser.add_argument("--timed", type=int, default=200, help="queries timed per kind")
     args = parser.parse_args()
     split = read_dataset(args.dataset, args.root, check_images=False).split(args.split)
     encoder = open_encoder(args.model, device="cpu")
     images = encoder.encode_images([Path(p) for p in split.image_paths]).astype(np.float64)
     texts = encoder.encode_texts(list(split.captions)).astype(np.float64)
     gallery_pids = torch.tensor(split.image_pids)
+    helper = helper_images(split)
+    has = helper >= 0
+    both = texts[has] + images[helper[has]]
+    both /= np.linalg.norm(both, axis=1, keepdims=True)
+    caption_pids = torch.tensor(split.caption_pids)
     tasks = {
-        "text->image": (texts, torch.tensor(split.caption_pids), np.full(len(texts), -1)),
+        "text->image": (texts, caption_pids, np.full(len(texts), -1)),
         "image->image": (images, gallery_pids, np.arange(len(images))),
+        "text+image": (both, caption_pids[torch.from_numpy(has)], helper[has]),
     }
     rules = {"none": lambda q, row, g, e: row}
     rules |= {f"expand m={m}": with_expansion(m) for m in (1, 2, 5)}
@@ -164,6 +220,8 @@ def main() -> None:
                 torch.from_numpy(scores), pids, gallery_pids, exclude=torch.from_numpy(exclude)
             )
             print(f"| {task} | {name} | {metrics['R1']:.2f} | {metrics['mAP']:.2f} | {ms:.2f} |")
+    if args.index:
+        end_to_end(args.index, split, helper, min(args.timed, int(has.sum())))
 
 
 if __name__ == "__main__":

@@ -74,6 +74,12 @@ class SearchHit:
     camera: str | None = None
     time: str | None = None
 
+    @classmethod
+    def of(cls, rank: int, image_id: int, score: float, record: ImageRecord) -> SearchHit:
+        """The hit at ``rank`` for image ``image_id`` and its metadata record."""
+        time = format_time(record.time)
+        return cls(rank, image_id, record.path, score, record.identity, record.camera, time)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields."""
         return asdict(self)
@@ -246,38 +252,40 @@ class Retriever:
                     message=f"no image of the {total} in the index passes the filter",
                     candidates=0,
                 )
-            wanted = max(k, RERANK_CANDIDATES) if rerank else k
-            if keep is None:
-                scores, ids = (a[0] for a in search_vectors(snapshot.vectors, vector[None], wanted))
-                scores, ids = scores[ids >= 0], ids[ids >= 0]
-            else:
-                scores, ids = filtered_search(snapshot.vectors, vector, keep, wanted)
-            if rerank:
-                rows = self._rows(snapshot)
-                scores, ids = rerank_by_neighbours(
-                    vector, ids, scores, self._neighbours(snapshot), rows
-                )
-                scores, ids = scores[:k], ids[:k]
-            found = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
+            scores, ids = self._ranked(snapshot, vector, keep, k, rerank)
             if min_score is not None:
-                found = [(i, s) for i, s in found if s >= min_score]
-            records = snapshot.metadata.get([i for i, _ in found])
+                scores, ids = scores[scores >= min_score], ids[scores >= min_score]
+            records = snapshot.metadata.get(ids.tolist())
         hits = [
-            SearchHit(
-                rank,
-                i,
-                records[i].path,
-                score,
-                records[i].identity,
-                records[i].camera,
-                format_time(records[i].time),
-            )  # fmt: skip
-            for rank, (i, score) in enumerate(found, start=1)
+            SearchHit.of(rank, i, float(score), records[i])
+            for rank, (i, score) in enumerate(zip(ids.tolist(), scores, strict=True), start=1)
         ]
         message = None
         if not hits and min_score is not None:
             message = f"no image scores {min_score:g} or more (the cosine similarity, in [-1, 1])"
         return SearchResults(hits, message=message, candidates=candidates)
+
+    def _ranked(
+        self,
+        snapshot: Snapshot,
+        vector: np.ndarray,
+        keep: np.ndarray | None,
+        k: int,
+        rerank: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the top ``k``, best first: among ``keep`` (exact) or all, re-ranked."""
+        wanted = max(k, RERANK_CANDIDATES) if rerank else k
+        if keep is None:
+            scores, ids = (row[0] for row in search_vectors(snapshot.vectors, vector[None], wanted))
+            scores, ids = scores[ids >= 0], ids[ids >= 0]  # an ivf index pads with -1
+        else:
+            scores, ids = filtered_search(snapshot.vectors, vector, keep, wanted)
+        if rerank:
+            neighbours = self._neighbours(snapshot)
+            scores, ids = rerank_by_neighbours(
+                vector, ids, scores, neighbours, self._rows(snapshot)
+            )
+        return scores[:k], ids[:k]
 
     def _checked_query(
         self,
