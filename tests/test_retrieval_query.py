@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from retrieval_fixtures import tiny_model, write_gallery, write_model
 
+from irra.cli import main
 from irra.data.transforms import build_eval_transform
 from irra.inference import TorchEncoder
 from irra.retrieval import (
@@ -374,7 +375,7 @@ def test_capture_time_comes_from_labels_else_exif_else_mtime(tmp_path, model_dir
 
 
 def test_a_format_1_index_is_refused_then_upgraded_without_encoding(
-    tmp_path, model_dir, monkeypatch
+    tmp_path, model_dir, monkeypatch, capsys
 ):
     paths = write_gallery(tmp_path / "imgs", 6)
     encoder = TorchEncoder.from_checkpoint(model_dir, device="cpu")
@@ -397,8 +398,9 @@ def test_a_format_1_index_is_refused_then_upgraded_without_encoding(
         return original(self, files, **kwargs)
 
     monkeypatch.setattr(TorchEncoder, "encode_images", counting)
-    report = build_index(encoder, tmp_path / "imgs", tmp_path / "index")
-    assert report.encoded == 0 and encoded == []
+    # `irra index --out INDEX`, the command the error names, upgrades it.
+    assert main(["index", "--out", str(tmp_path / "index"), "--device", "cpu"]) == 0
+    assert encoded == [] and "0 encoded, 6 unchanged" in capsys.readouterr().out
     retriever = Retriever.open(tmp_path / "index", device="cpu")
     hits = retriever.search("a person", k=6)
     assert {h.path for h in hits} == set(paths) and all(h.time for h in hits)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         checkpoint, images, engine = args.checkpoint, args.images, args.engine
         if (checkpoint is None or images is None) and is_index(out) and not args.rebuild:
-            snapshot = Snapshot.open(out)
+            snapshot = Snapshot.open(out, upgrade=True)
             snapshot.metadata.close()
             if checkpoint is None:
                 checkpoint = snapshot.manifest["model"]["source"]
