@@ -223,7 +223,7 @@ def test_a_broken_export_dir_fails_naming_the_file_and_the_fix(model, tmp_path):
         open_encoder(out, "tensorrt")
 
 
-def test_open_engine_detects_an_export_dir(model, tmp_path):
+def test_open_encoder_detects_an_export_dir(model, tmp_path):
     out = export_model(model, tmp_path / "export", "torchscript")
     assert open_encoder(out).engine == "torchscript"
     model_dir = tmp_path / "model"
