@@ -210,7 +210,7 @@ def main() -> None:
     rules = {"none": lambda q, row, g, e: row}
     rules |= {f"expand m={m}": with_expansion(m) for m in (1, 2, 5)}
     rules |= {f"k-reciprocal k1={k}": with_k_reciprocal(k) for k in (6, 20)}
-    rules |= {f"neighbours k={NEIGHBOURS} beta={b}": with_neighbours(b) for b in (0.5, BETA)}
+    rules |= {f"neighbours k={NEIGHBOURS} beta={b:g}": with_neighbours(b) for b in (BETA, 1.0)}
     print("| task | rule | R1 | mAP | ms/query |\n|---|---|---:|---:|---:|")
     for task, (queries, pids, exclude) in tasks.items():
         for name, rule in rules.items():

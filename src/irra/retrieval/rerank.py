@@ -23,8 +23,8 @@ import numpy as np
 
 #: Gallery neighbours per candidate.
 NEIGHBOURS = 3
-#: Weight of the neighbours' mean score.
-BETA = 1.0
+#: Weight of the neighbours' mean score (chosen on the demo's val split, README "Re-ranking").
+BETA = 0.5
 #: Candidates re-scored per query (at least k).
 CANDIDATES = 100
 #: Most neighbour lists kept in memory per index version (8 bytes x NEIGHBOURS each).
