@@ -195,6 +195,7 @@ BAD_QUERIES = {
         "later than before",
     ),
     "under leaves the folder": (dict(query=TEXT, filter=SearchFilter(under="../x")), "leaves"),
+    "under outside the folder": (dict(query=TEXT, filter=SearchFilter(under="/etc")), "not inside"),
     "min score above 1": (dict(query=TEXT, min_score=1.5), r"\[-1, 1\]"),
     "k zero": (dict(query=TEXT, k=0), "k must be"),
 }
@@ -241,6 +242,8 @@ def test_query_and_filter_from_json():
             Query.from_dict(bad)
     with pytest.raises(QueryError, match="unknown filter field"):
         SearchFilter.from_dict({"cam": "c1"})
+    with pytest.raises(QueryError, match="absolute"):
+        SearchFilter.from_dict({"under": "/srv/gallery/site-a"})
 
 
 # -- filters: exact over the passing images, flat and ivf ----------------------------------------

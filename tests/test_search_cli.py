@@ -124,3 +124,15 @@ def test_a_weight_that_is_not_a_number_is_a_usage_error(built, capsys):
         main(search(built, TEXT, "--weight", "heavy"))
     assert exit_info.value.code == 2
     assert "invalid float value: 'heavy'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_under_keeps_the_images_of_one_folder(built, capsys, absolute):
+    folder = built["root"] / "imgs" / "cam1" if absolute else "cam1"
+    capsys.readouterr()
+    assert main(search(built, TEXT, "-k", "12", "--under", str(folder), "--paths")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = {p for p in built["paths"] if p.startswith("cam1/")}
+    assert {
+        Path(line).relative_to(built["root"].resolve() / "imgs").as_posix() for line in lines
+    } == expected

@@ -334,7 +334,12 @@ def _seconds(value: Any, what: str) -> float | None:
 def _folder(value: Any) -> str | None:
     if not isinstance(value, (str, os.PathLike)):
         raise QueryError(f"under must be a folder path, got {value!r}")
-    parts = [p for p in os.fspath(value).replace("\\", "/").split("/") if p not in ("", ".")]
+    text = os.fspath(value).replace("\\", "/")
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+        raise QueryError(
+            f"under: {value!r} is absolute; give a folder relative to the indexed folder"
+        )
+    parts = [p for p in text.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise QueryError(f"under: {value!r} leaves the indexed folder; give a folder inside it")
     return "/".join(parts) + "/" if parts else None
