@@ -22,7 +22,7 @@ WEIGHT_HELP = (
 class _AddPart(argparse.Action):
     """Append ``(kind, value, weight 1.0)`` to ``namespace.parts`` in command-line order."""
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
         parts = list(getattr(namespace, "parts", None) or [])
         parts.append([self.dest, values, 1.0])
         namespace.parts = parts
@@ -31,7 +31,7 @@ class _AddPart(argparse.Action):
 class _SetWeight(argparse.Action):
     """Set the weight of the last part added, or of the text before any part."""
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
         parts = getattr(namespace, "parts", None) or []
         if parts:
             parts[-1][2] = values
