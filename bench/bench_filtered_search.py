@@ -78,7 +78,9 @@ def bench_index(kind: str, vectors: np.ndarray, queries: np.ndarray, k: int, fol
     write_version(folder / kind, manifest, records, index)
     del records
     snapshot = Snapshot.open(folder / kind)
-    columns = FilterColumns(snapshot.metadata)
+    start = time.perf_counter()
+    columns = FilterColumns(snapshot.metadata)  # what the first filtered search reads
+    loaded = time.perf_counter() - start
     index = snapshot.vectors
     rows = []
     default_nprobe = getattr(index, "nprobe", None)
@@ -100,7 +102,7 @@ def bench_index(kind: str, vectors: np.ndarray, queries: np.ndarray, k: int, fol
         result = timed(run, queries)
         rows.append((f"filter keeping {name} ({kept:,})", result, result[1] / exact[1]))
     snapshot.metadata.close()
-    return built, rows
+    return built, loaded, rows
 
 
 def main() -> None:
@@ -118,11 +120,15 @@ def main() -> None:
         queries = unit_rows(rng, args.queries if size < 1_000_000 else args.queries // 2, args.dim)
         for kind in ("flat", "ivf"):
             with tempfile.TemporaryDirectory() as tmp:
-                built, rows = bench_index(kind, vectors, queries, args.k, Path(tmp))
+                built, loaded, rows = bench_index(kind, vectors, queries, args.k, Path(tmp))
             for name, (p50, p99), ratio in rows:
                 shown = "" if ratio is None else f"{ratio:.2f}x"
                 print(f"| {size:,} | {kind} | {name} | {p50:.2f} | {p99:.2f} | {shown} |")
-            print(f"| {size:,} | {kind} | (built in {built:.1f} s) | | | |", flush=True)
+            print(
+                f"| {size:,} | {kind} | (index built in {built:.1f} s; filter columns read in "
+                f"{loaded:.2f} s on the first filtered search) | | | |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
