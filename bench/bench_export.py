@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from irra.deploy.bundle import encoder_files
-from irra.deploy.engine import onnx_runner, torchscript_runner
 from irra.deploy.export import export_model
+from irra.inference.bundle import encoder_files
+from irra.inference.exported import onnx_runner, torchscript_runner
 from irra.model import IRRA, IRRAConfig, clip_config, load_model
 from irra.tokenizer import tokenize
 

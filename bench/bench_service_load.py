@@ -58,14 +58,17 @@ def main() -> int:
     import uvicorn
     from retrieval_fixtures import write_gallery, write_model
 
-    from irra.retrieval import Encoder, Retriever, build_index
+    from irra.inference import TorchEncoder
+    from irra.retrieval import Retriever, build_index
     from irra.service import create_app
 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         model = write_model(base / "model")
         write_gallery(base / "imgs", args.images)
-        build_index(Encoder.from_checkpoint(model, device="cpu"), base / "imgs", base / "index")
+        build_index(
+            TorchEncoder.from_checkpoint(model, device="cpu"), base / "imgs", base / "index"
+        )
         app = create_app(Retriever.open(base / "index", device="cpu"))
         port = _free_port()
         server = uvicorn.Server(

@@ -6,7 +6,8 @@ import pytest
 from browser_support import CHROMIUM_FLAGS, ensure_chromium, serving
 from retrieval_fixtures import brute_force_ranking, write_gallery, write_model
 
-from irra.retrieval import Encoder, build_index
+from irra.inference import TorchEncoder
+from irra.retrieval import build_index
 
 QUERY = "a man in a black jacket with a red backpack"
 
@@ -26,7 +27,7 @@ def chromium():
 def test_the_page_shows_the_brute_force_top_image_first(tmp_path, chromium):
     model = write_model(tmp_path / "model")
     paths = write_gallery(tmp_path / "imgs", 30)
-    encoder = Encoder.from_checkpoint(model, device="cpu")
+    encoder = TorchEncoder.from_checkpoint(model, device="cpu")
     build_index(encoder, tmp_path / "imgs", tmp_path / "index")
     ranking = brute_force_ranking(encoder.model, tmp_path / "imgs", paths, QUERY)
 

@@ -14,10 +14,17 @@ from PIL import Image
 from retrieval_fixtures import IMAGE_SIZE, draw_image, tiny_model
 
 from irra.data.transforms import build_eval_transform
-from irra.deploy import ExportedEncoder, ExportError, export_model, preprocess_image, read_bundle
-from irra.deploy.bundle import MANIFEST_NAME, encoder_files
+from irra.deploy import export_model
+from irra.inference import (
+    ExportedEncoder,
+    ExportError,
+    model_fingerprint,
+    open_encoder,
+    preprocess_image,
+    read_bundle,
+)
+from irra.inference.bundle import MANIFEST_NAME, encoder_files
 from irra.model import IRRA, CLIPConfig, IRRAConfig, TextConfig, VisionConfig
-from irra.retrieval import model_fingerprint, open_engine
 from irra.tokenizer import tokenize
 
 CAPTIONS = [
@@ -209,18 +216,18 @@ def test_a_broken_export_dir_fails_naming_the_file_and_the_fix(model, tmp_path):
     with pytest.raises(ExportError, match=r"irra_export.json: malformed .*image_size"):
         ExportedEncoder.open(tmp_path / "malformed")
     with pytest.raises(ExportError, match="is an export in format onnx, not torchscript"):
-        open_engine(out, "torchscript")
+        open_encoder(out, "torchscript")
     with pytest.raises(ValueError, match="export directory, which the torch engine cannot read"):
-        open_engine(out, "torch")
+        open_encoder(out, "torch")
     with pytest.raises(ValueError, match="unknown engine 'tensorrt'; valid: torch, onnx"):
-        open_engine(out, "tensorrt")
+        open_encoder(out, "tensorrt")
 
 
-def test_open_engine_detects_an_export_dir(model, tmp_path):
+def test_open_encoder_detects_an_export_dir(model, tmp_path):
     out = export_model(model, tmp_path / "export", "torchscript")
-    assert open_engine(out).engine == "torchscript"
+    assert open_encoder(out).engine == "torchscript"
     model_dir = tmp_path / "model"
     from irra.model import save_model
 
     save_model(tiny_model(), model_dir)
-    assert open_engine(model_dir, device="cpu").engine == "torch"
+    assert open_encoder(model_dir, device="cpu").engine == "torch"

@@ -16,7 +16,8 @@ from retrieval_fixtures import brute_force_ranking, tiny_model, write_gallery, w
 import irra
 from irra.cli import main
 from irra.deploy import export_model
-from irra.retrieval import Encoder, IndexStoreError, Retriever, build_index, open_engine
+from irra.inference import TorchEncoder, open_encoder
+from irra.retrieval import IndexStoreError, Retriever, SearchFilter, build_index
 from irra.retrieval.store import Snapshot
 
 QUERIES = ["a man in a black jacket with a red backpack", "a woman in a white dress", "grey"]
@@ -36,17 +37,24 @@ NO_TORCH_SEARCH = textwrap.dedent(
     sys.meta_path.insert(0, BlockTorch())
     index, export, gallery, new_index, queries = sys.argv[1:6]
     from irra.cli import main
-    from irra.retrieval import Retriever
+    from pathlib import Path
+    from irra.retrieval import Retriever, SearchFilter
 
-    retriever = Retriever.open(index, checkpoint=export, engine="onnx")
+    retriever = Retriever.open(index, checkpoint=export, engine="onnx", device="cpu")
     api = {q: [h.path for h in retriever.search(q, k=20)] for q in json.loads(queries)}
+    probe = sorted(p for p in Path(gallery).rglob("*") if p.is_file())[0]
+    combined = retriever.search(
+        json.loads(queries)[0], k=20, images=[probe], similar=[3], negatives=["red"],
+        filter=SearchFilter(under="cam1"), rerank=True,
+    )
+    api["combined"] = [h.path for h in combined]
     assert main(["index", "--out", new_index, "--checkpoint", export, "--images", gallery,
                  "--engine", "onnx", "--workers", "0"]) == 0
     assert main(["search", "--index", new_index, "grey", "--json"]) == 0
-    cli = Retriever.open(new_index)
+    cli = Retriever.open(new_index, device="cpu")
     built = {q: [h.path for h in cli.search(q, k=20)] for q in json.loads(queries)}
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
-    print(json.dumps({"api": api, "built": built, "torch_modules": loaded}))
+    print(json.dumps({"api": api, "built": built, "torch_modules": loaded, "probe": str(probe)}))
     """
 )
 
@@ -56,7 +64,9 @@ def setup(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("deploy")
     model_dir = write_model(root / "model")
     write_gallery(root / "imgs", 40)
-    build_index(Encoder.from_checkpoint(model_dir, device="cpu"), root / "imgs", root / "index")
+    build_index(
+        TorchEncoder.from_checkpoint(model_dir, device="cpu"), root / "imgs", root / "index"
+    )
     model = tiny_model()
     export_model(model, root / "onnx", "onnx", source=str(model_dir))
     export_model(model, root / "torchscript", "torchscript", source=str(model_dir))
@@ -71,7 +81,7 @@ def ranking(retriever: Retriever, query: str, k: int = 40) -> list[str]:
 def test_exported_engines_rank_an_index_like_the_torch_engine(setup, engine):
     root = setup["root"]
     torch_retriever = Retriever.open(root / "index", device="cpu")
-    exported = Retriever.open(root / "index", checkpoint=root / engine, engine=engine)
+    exported = Retriever.open(root / "index", checkpoint=root / engine, engine=engine, device="cpu")
     assert exported.encoder.engine == engine
     for query in QUERIES:
         assert ranking(exported, query) == ranking(torch_retriever, query)
@@ -83,7 +93,7 @@ def test_exported_engines_rank_an_index_like_the_torch_engine(setup, engine):
 
 def test_an_index_built_with_onnx_equals_the_torch_one_and_brute_force(setup, tmp_path):
     root = setup["root"]
-    build_index(open_engine(root / "onnx"), root / "imgs", tmp_path / "index", batch_size=7)
+    build_index(open_encoder(root / "onnx"), root / "imgs", tmp_path / "index", batch_size=7)
     a, b = Snapshot.open(tmp_path / "index"), Snapshot.open(root / "index")
     try:
         assert [r.path for r in a.metadata.all()] == [r.path for r in b.metadata.all()]
@@ -93,7 +103,9 @@ def test_an_index_built_with_onnx_equals_the_torch_one_and_brute_force(setup, tm
     finally:
         a.metadata.close()
         b.metadata.close()
-    retriever = Retriever.open(tmp_path / "index")  # reopens with the recorded onnx engine
+    retriever = Retriever.open(
+        tmp_path / "index", device="cpu"
+    )  # reopens with the recorded onnx engine
     assert retriever.encoder.engine == "onnx"
     paths = sorted(str(p.relative_to(root / "imgs")) for p in (root / "imgs").rglob("*.*"))
     expected = brute_force_ranking(tiny_model(), root / "imgs", paths, QUERIES[0])
@@ -103,7 +115,7 @@ def test_an_index_built_with_onnx_equals_the_torch_one_and_brute_force(setup, tm
 def test_an_export_of_another_model_is_refused_by_the_index(setup, tmp_path):
     other = export_model(tiny_model(seed=1), tmp_path / "other", "onnx")
     with pytest.raises(IndexStoreError, match="the index was built with another model"):
-        Retriever.open(setup["root"] / "index", checkpoint=other, engine="onnx")
+        Retriever.open(setup["root"] / "index", checkpoint=other, engine="onnx", device="cpu")
 
 
 def test_onnx_search_runs_with_torch_blocked(setup, tmp_path):
@@ -125,6 +137,11 @@ def test_onnx_search_runs_with_torch_blocked(setup, tmp_path):
         expected = ranking(torch_retriever, query, 20)
         assert result["api"][query] == expected
         assert result["built"][query] == expected
+    combined = torch_retriever.search(
+        QUERIES[0], k=20, images=[result["probe"]], similar=[3], negatives=["red"],
+        filter=SearchFilter(under="cam1"), rerank=True,
+    )  # fmt: skip
+    assert result["api"]["combined"] == [h.path for h in combined]
 
 
 def test_the_blocker_really_blocks_torch(tmp_path):
@@ -147,9 +164,19 @@ def test_export_index_and_search_from_the_command_line(setup, tmp_path, capsys, 
     capsys.readouterr()
     results = {}
     for engine, checkpoint in (("onnx", export), ("torch", setup["model"])):
-        search = ["search", "--index", str(index), QUERIES[0], "-k", "40", "--json"]
+        search = [
+            "search",
+            "--index",
+            str(index),
+            QUERIES[0],
+            "-k",
+            "40",
+            "--json",
+            "--device",
+            "cpu",
+        ]
         assert main([*search, "--checkpoint", str(checkpoint), "--engine", engine]) == 0
-        results[engine] = [r["path"] for r in json.loads(capsys.readouterr().out)["results"]]
+        results[engine] = [r["path"] for r in json.loads(capsys.readouterr().out)]
     assert results["onnx"] == results["torch"]
     assert len(results["onnx"]) == 40
     wrong = ["search", "--index", str(index), "red", "--checkpoint", str(export), "--engine"]

@@ -266,3 +266,27 @@ def test_row_blocks_respect_budget_and_row_limit():
     costs = torch.tensor([5, 5, 5, 20, 1, 1, 1, 1])
     assert metrics._row_blocks(costs, 10) == [(0, 2), (2, 3), (3, 4), (4, 8)]
     assert metrics._row_blocks(costs, 100, max_rows=3) == [(0, 3), (3, 6), (6, 8)]
+
+
+@pytest.mark.parametrize("chunk_size", [None, 7])
+def test_excluded_items_match_an_oracle_that_deletes_them(chunk_size):
+    # Image-to-image over the gallery itself: query i must not retrieve gallery item i. The
+    # oracle deletes that column from row i and ranks what is left.
+    gen = torch.Generator().manual_seed(3)
+    pids = torch.arange(50) % 9
+    feats = torch.nn.functional.normalize(torch.randn(50, 8, generator=gen), dim=1)
+    similarity = feats @ feats.T
+    exclude = torch.arange(50)
+    exclude[::5] = -1  # some queries keep every item
+    stats = per_query_stats(similarity, pids, pids, exclude=exclude, chunk_size=chunk_size)
+    for i in range(50):
+        keep = [g for g in range(50) if g != int(exclude[i])]
+        (expected,) = oracle_stats(similarity[i : i + 1, keep], pids[i : i + 1], pids[keep])
+        first, ap, inp = expected
+        assert stats.first_rank[i].item() == first, f"query {i}"
+        assert stats.num_matches[i].item() == sum(int(pids[g]) == int(pids[i]) for g in keep)
+        assert stats.ap[i].item() == pytest.approx(ap, abs=1e-12)
+        assert stats.inp[i].item() == pytest.approx(inp, abs=1e-12)
+    assert torch.equal(similarity, feats @ feats.T)  # the caller's matrix is left as it was
+    with pytest.raises(ValueError, match="exclude"):
+        per_query_stats(similarity, pids, pids, exclude=torch.full((50,), 50))

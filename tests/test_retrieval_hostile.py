@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from retrieval_fixtures import write_gallery, write_model
 
-from irra.retrieval import Encoder, IndexStoreError, Retriever, build_index
+from irra.inference import TorchEncoder
+from irra.retrieval import IndexStoreError, Retriever, build_index
 from irra.retrieval.store import CURRENT, MANIFEST, METADATA, VECTORS, current_version
 
 QUERY = "a woman in a white dress"
@@ -27,7 +28,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("hostile")
     model = write_model(root / "model")
     write_gallery(root / "imgs", 12)
-    build_index(Encoder.from_checkpoint(model, device="cpu"), root / "imgs", root / "index")
+    build_index(TorchEncoder.from_checkpoint(model, device="cpu"), root / "imgs", root / "index")
     return root / "index", root / "imgs", model
 
 
@@ -118,8 +119,11 @@ def test_an_index_build_killed_mid_way_leaves_the_previous_index(built, tmp_path
     _, images, model = built
     copy, gallery = tmp_path / "index", tmp_path / "imgs"
     shutil.copytree(images, gallery)
-    build_index(Encoder.from_checkpoint(model, device="cpu"), gallery, copy)
-    before = [(h.path, h.score) for h in Retriever.open(copy, checkpoint=model).search(QUERY, 12)]
+    build_index(TorchEncoder.from_checkpoint(model, device="cpu"), gallery, copy)
+    before = [
+        (h.path, h.score)
+        for h in Retriever.open(copy, checkpoint=model, device="cpu").search(QUERY, 12)
+    ]
     write_gallery(gallery, 4, start=100)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
@@ -134,11 +138,14 @@ def test_an_index_build_killed_mid_way_leaves_the_previous_index(built, tmp_path
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert [p.name for p in copy.iterdir() if p.name.endswith(".tmp")], "no partial write"
-    after = [(h.path, h.score) for h in Retriever.open(copy, checkpoint=model).search(QUERY, 16)]
+    after = [
+        (h.path, h.score)
+        for h in Retriever.open(copy, checkpoint=model, device="cpu").search(QUERY, 16)
+    ]
     assert after == before
     # The next build completes and clears what the killed one left.
-    build_index(Encoder.from_checkpoint(model, device="cpu"), gallery, copy)
-    assert len(Retriever.open(copy, checkpoint=model)) == 16
+    build_index(TorchEncoder.from_checkpoint(model, device="cpu"), gallery, copy)
+    assert len(Retriever.open(copy, checkpoint=model, device="cpu")) == 16
     leftovers = [p.name for p in copy.iterdir() if p.name.startswith(".") and p.name != ".lock"]
     assert leftovers == []
     assert len([p for p in copy.iterdir() if p.name.startswith("v-")]) == 1

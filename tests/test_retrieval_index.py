@@ -17,10 +17,11 @@ from retrieval_fixtures import (
 )
 
 import irra
+from irra.inference import TorchEncoder
 from irra.retrieval import (
-    Encoder,
     GalleryError,
     IndexStoreError,
+    Label,
     QueryError,
     Retriever,
     build_index,
@@ -39,8 +40,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def encoder(model_dir: Path) -> Encoder:
-    return Encoder.from_checkpoint(model_dir, device="cpu")
+def encoder(model_dir: Path) -> TorchEncoder:
+    return TorchEncoder.from_checkpoint(model_dir, device="cpu")
 
 
 def snapshot_rows(index: Path) -> tuple[list[str], np.ndarray]:
@@ -92,13 +93,13 @@ def test_incremental_update_equals_a_full_rebuild(tmp_path, encoder, monkeypatch
     os.utime(gallery / paths[12], ns=(10**18, 10**18))
 
     encoded: list[int] = []
-    original = Encoder.encode_images
+    original = TorchEncoder.encode_images
 
     def counting(self, files, **kwargs):
         encoded.append(len(files))
         return original(self, files, **kwargs)
 
-    monkeypatch.setattr(Encoder, "encode_images", counting)
+    monkeypatch.setattr(TorchEncoder, "encode_images", counting)
     report = build_index(encoder, gallery, tmp_path / "index")
     assert (report.encoded, report.removed, report.total) == (6, 4, 31)
     assert encoded == [6]
@@ -135,7 +136,10 @@ def test_an_interrupted_build_leaves_the_previous_index_usable(tmp_path, encoder
     gallery = tmp_path / "imgs"
     write_gallery(gallery, 20)
     build_index(encoder, gallery, tmp_path / "index")
-    before = [(h.path, h.score) for h in Retriever.open(tmp_path / "index").search(QUERY, 20)]
+    before = [
+        (h.path, h.score)
+        for h in Retriever.open(tmp_path / "index", device="cpu").search(QUERY, 20)
+    ]
     write_gallery(gallery, 5, start=200)
 
     def crash(*args, **kwargs):
@@ -145,14 +149,17 @@ def test_an_interrupted_build_leaves_the_previous_index_usable(tmp_path, encoder
     with pytest.raises(KeyboardInterrupt):
         build_index(encoder, gallery, tmp_path / "index")
     monkeypatch.undo()
-    after = [(h.path, h.score) for h in Retriever.open(tmp_path / "index").search(QUERY, 25)]
+    after = [
+        (h.path, h.score)
+        for h in Retriever.open(tmp_path / "index", device="cpu").search(QUERY, 25)
+    ]
     assert after == before
     assert not [p for p in (tmp_path / "index").iterdir() if p.name.startswith(".tmp-")]
 
     (gallery / "cam0" / "broken.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(GalleryError, match="broken.png"):
         build_index(encoder, gallery, tmp_path / "index")
-    assert len(Retriever.open(tmp_path / "index")) == 20
+    assert len(Retriever.open(tmp_path / "index", device="cpu")) == 20
 
 
 def test_an_index_refuses_a_different_model(tmp_path, encoder):
@@ -160,27 +167,32 @@ def test_an_index_refuses_a_different_model(tmp_path, encoder):
     build_index(encoder, tmp_path / "imgs", tmp_path / "index")
     other = write_model(tmp_path / "other", seed=1)
     with pytest.raises(IndexStoreError, match="another model"):
-        Retriever.open(tmp_path / "index", checkpoint=other)
+        Retriever.open(tmp_path / "index", checkpoint=other, device="cpu")
     with pytest.raises(IndexStoreError, match="--rebuild"):
-        build_index(Encoder.from_checkpoint(other), tmp_path / "imgs", tmp_path / "index")
+        build_index(
+            TorchEncoder.from_checkpoint(other, device="cpu"), tmp_path / "imgs", tmp_path / "index"
+        )
     report = build_index(
-        Encoder.from_checkpoint(other), tmp_path / "imgs", tmp_path / "index", rebuild=True
+        TorchEncoder.from_checkpoint(other, device="cpu"),
+        tmp_path / "imgs",
+        tmp_path / "index",
+        rebuild=True,
     )
     assert report.encoded == 5
-    assert len(Retriever.open(tmp_path / "index", checkpoint=other)) == 5
+    assert len(Retriever.open(tmp_path / "index", checkpoint=other, device="cpu")) == 5
 
 
 def test_the_fingerprint_identifies_the_weights_not_the_file(tmp_path):
-    a = Encoder.from_checkpoint(write_model(tmp_path / "a.safetensors", seed=0))
-    b = Encoder.from_checkpoint(write_model(tmp_path / "b", seed=0))
+    a = TorchEncoder.from_checkpoint(write_model(tmp_path / "a.safetensors", seed=0), device="cpu")
+    b = TorchEncoder.from_checkpoint(write_model(tmp_path / "b", seed=0), device="cpu")
     assert a.fingerprint == b.fingerprint
-    assert a.fingerprint != Encoder(tiny_model(seed=1)).fingerprint
+    assert a.fingerprint != TorchEncoder(tiny_model(seed=1)).fingerprint
 
 
 def test_bad_queries_are_refused_with_a_reason(tmp_path, encoder):
     write_gallery(tmp_path / "imgs", 3)
     build_index(encoder, tmp_path / "imgs", tmp_path / "index")
-    retriever = Retriever.open(tmp_path / "index")
+    retriever = Retriever.open(tmp_path / "index", device="cpu")
     for text, k, message in [
         ("", 5, "empty"),
         ("   ", 5, "empty"),
@@ -202,7 +214,7 @@ def test_missing_or_empty_folders_fail_early(tmp_path, encoder):
     with pytest.raises(GalleryError, match="no images"):
         build_index(encoder, tmp_path / "empty", tmp_path / "index")
     with pytest.raises(IndexStoreError, match="not an irra index"):
-        Retriever.open(tmp_path / "empty")
+        Retriever.open(tmp_path / "empty", device="cpu")
 
 
 def test_labels_from_csv_and_annotation_json_reach_the_results(tmp_path, encoder):
@@ -213,9 +225,9 @@ def test_labels_from_csv_and_annotation_json_reach_the_results(tmp_path, encoder
     )
     json_file = tmp_path / "reid_raw.json"
     json_file.write_text(json.dumps([{"file_path": paths[0], "id": 7, "captions": []}]))
-    assert read_labels(json_file) == {paths[0]: ("7", None)}
+    assert read_labels(json_file) == {paths[0]: Label("7", None)}
     build_index(encoder, tmp_path / "imgs", tmp_path / "index", labels=read_labels(csv_file))
-    hits = Retriever.open(tmp_path / "index").search(QUERY, 4)
+    hits = Retriever.open(tmp_path / "index", device="cpu").search(QUERY, 4)
     assert {(h.path, h.identity, h.camera) for h in hits} == {
         (p, f"id{i}", f"c{i % 2}") for i, p in enumerate(paths)
     }

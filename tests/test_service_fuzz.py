@@ -15,7 +15,8 @@ pytest.importorskip("fastapi")
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from irra.retrieval import Encoder, Retriever, build_index  # noqa: E402
+from irra.inference import TorchEncoder  # noqa: E402
+from irra.retrieval import Retriever, build_index  # noqa: E402
 from irra.service import create_app  # noqa: E402
 
 
@@ -24,7 +25,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
     base = tmp_path_factory.mktemp("fuzz")
     model = write_model(base / "model")
     write_gallery(base / "imgs", 6)
-    build_index(Encoder.from_checkpoint(model, device="cpu"), base / "imgs", base / "index")
+    build_index(TorchEncoder.from_checkpoint(model, device="cpu"), base / "imgs", base / "index")
     app = create_app(Retriever.open(Path(base / "index"), device="cpu"))
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 

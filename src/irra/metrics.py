@@ -91,7 +91,7 @@ def _as_pids(pids: Tensor, name: str, expected: int, device: torch.device) -> Te
     if pids.ndim != 1 or pids.numel() != expected:
         raise ValueError(
             f"{name} must be 1-D with {expected} entries (one per similarity "
-            f"{'row' if name == 'query_pids' else 'column'}); got shape {tuple(pids.shape)}"
+            f"{'column' if name == 'gallery_pids' else 'row'}); got shape {tuple(pids.shape)}"
         )
     if pids.is_floating_point() or pids.is_complex():
         raise ValueError(f"{name} must hold integer identities, got dtype {pids.dtype}")
@@ -223,7 +223,7 @@ def _rank_block(
 
 
 def _chunk_stats(
-    sim: Tensor, query_pids: Tensor, groups: _Groups, budget: int
+    sim: Tensor, query_pids: Tensor, groups: _Groups, budget: int, exclude: Tensor | None = None
 ) -> tuple[Tensor, ...]:
     """Exact per-query statistics for one chunk of queries.
 
@@ -231,6 +231,7 @@ def _chunk_stats(
         sim: (c, G) float, contiguous similarities of the chunk.
         query_pids: (c,) long.
         budget: bytes allowed for the ranking step.
+        exclude: (c,) long gallery index left out of each query's ranking (-1: none).
 
     Returns:
         counts (c,) long, first_rank (c,) long, ap (c,) float64, inp (c,) float64.
@@ -238,6 +239,14 @@ def _chunk_stats(
     c, num_gallery = sim.shape
     device = sim.device
     counts, prow, pcol = _positives(query_pids, groups)
+    if exclude is not None:
+        # The left-out item scores -inf (ranked after every correct item) and is not correct.
+        keep = pcol != exclude[prow]
+        prow, pcol = prow[keep], pcol[keep]
+        counts = torch.bincount(prow, minlength=c)
+        rows = (exclude >= 0).nonzero().squeeze(1)
+        sim = sim.clone()
+        sim[rows, exclude[rows]] = float("-inf")
     num_pos = prow.numel()
     first = torch.zeros(c, dtype=torch.long, device=device)
     ap = torch.full((c,), float("nan"), dtype=torch.float64, device=device)
@@ -291,6 +300,7 @@ def per_query_stats(
     gallery_pids: Tensor,
     *,
     chunk_size: int | None = None,
+    exclude: Tensor | None = None,
 ) -> QueryStats:
     """Exact per-query first-match rank, AP and INP (see the module docstring).
 
@@ -302,6 +312,8 @@ def per_query_stats(
             stays within ``MEMORY_BUDGET_BYTES`` (256 MB). An explicit value sets the chunk
             (a (chunk_size, G) mask and its candidate indices); the ranking step still keeps
             to the budget. Results never depend on it.
+        exclude: (Q,) int, a gallery index left out of each query's ranking, -1 for none (the
+            re-identification protocol: an image query does not retrieve itself).
 
     Returns:
         :class:`QueryStats` on the similarity's device.
@@ -327,6 +339,10 @@ def per_query_stats(
     gallery_pids = _as_pids(gallery_pids, "gallery_pids", num_gallery, device)
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive number of queries, got {chunk_size}")
+    if exclude is not None:
+        exclude = _as_pids(exclude, "exclude", num_query, device)
+        if bool(((exclude < -1) | (exclude >= num_gallery)).any()):
+            raise ValueError(f"exclude holds gallery indices in [0, {num_gallery}) or -1")
 
     groups = _group_gallery(gallery_pids)
     budget = MEMORY_BUDGET_BYTES // 2
@@ -338,7 +354,13 @@ def per_query_stats(
     else:
         blocks = [(a, min(a + chunk_size, num_query)) for a in range(0, num_query, chunk_size)]
     parts = [
-        _chunk_stats(similarity[a:b].contiguous(), query_pids[a:b], groups, budget)
+        _chunk_stats(
+            similarity[a:b].contiguous(),
+            query_pids[a:b],
+            groups,
+            budget,
+            None if exclude is None else exclude[a:b],
+        )
         for a, b in blocks
     ]
     counts, first, ap, inp = (torch.cat(column) for column in zip(*parts, strict=True))
@@ -368,6 +390,7 @@ def retrieval_metrics(
     gallery_pids: Tensor,
     *,
     chunk_size: int | None = None,
+    exclude: Tensor | None = None,
 ) -> dict[str, float]:
     """Rank-1/5/10 (CMC), mAP and mINP in percent, exact, ties broken by gallery index.
 
@@ -376,6 +399,8 @@ def retrieval_metrics(
         query_pids: (Q,) int.
         gallery_pids: (G,) int.
         chunk_size: queries per chunk (default: from a ~256 MB memory budget).
+        exclude: (Q,) int gallery index left out of each query's ranking (-1: none), e.g.
+            ``arange(G)`` for image-to-image retrieval over the gallery itself.
 
     Returns:
         ``{"R1", "R5", "R10", "mAP", "mINP"}`` as Python floats in [0, 100].
@@ -386,7 +411,9 @@ def retrieval_metrics(
     Example:
         >>> retrieval_metrics(text_feats @ image_feats.T, text_pids, image_pids)["R1"]
     """
-    stats = per_query_stats(similarity, query_pids, gallery_pids, chunk_size=chunk_size)
+    stats = per_query_stats(
+        similarity, query_pids, gallery_pids, chunk_size=chunk_size, exclude=exclude
+    )
     valid = _valid_queries(stats)
     first = stats.first_rank[valid]
     result = {f"R{k}": 100.0 * (first <= k).double().mean().item() for k in (1, 5, 10)}

@@ -8,18 +8,26 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
+from irra.imageio import load_image
+
 GREEN = (30, 160, 60)
 RED = (210, 40, 40)
 GREY = (160, 160, 160)
+BLUE = (40, 90, 200)
 
 
 @dataclass
 class RankedItem:
-    """One gallery image in a result row; ``correct`` None means unknown (no frame colour)."""
+    """One image in a result row; ``correct`` None means unknown (grey frame).
+
+    An item with a ``label`` is a query image: it is framed blue, captioned with the label and
+    not counted in the ranks.
+    """
 
     path: str | os.PathLike[str]
     score: float
     correct: bool | None = None
+    label: str | None = None
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -78,15 +86,18 @@ def retrieval_grid(
             draw.text((pad, ty), line, fill=(0, 0, 0), font=font)
             ty += line_h
         iy = ty + pad
-        for rank, item in enumerate(items):
-            x = pad + rank * cell_w
+        rank = 0
+        for column, item in enumerate(items):
+            x = pad + column * cell_w
             colour = GREY if item.correct is None else (GREEN if item.correct else RED)
+            colour = BLUE if item.label is not None else colour
             draw.rectangle([x, iy, x + tw + 2 * frame - 1, iy + th + 2 * frame - 1], fill=colour)
-            with Image.open(item.path) as img:
-                canvas.paste(img.convert("RGB").resize((tw, th)), (x + frame, iy + frame))
+            canvas.paste(load_image(item.path).resize((tw, th)), (x + frame, iy + frame))
+            if item.label is None:
+                rank += 1
             draw.text(
                 (x, iy + th + 2 * frame + 1),
-                f"#{rank + 1} {item.score:.3f}",
+                item.label if item.label is not None else f"#{rank} {item.score:.3f}",
                 fill=(60, 60, 60),
                 font=small,
             )

@@ -18,7 +18,7 @@ from irra.bench.peak import Peak, count_flops, higher_peak, matmul_peak
 from irra.bench.timing import Timing, time_call
 from irra.bench.train_step import PRECISION_DTYPES
 from irra.bench.workload import build_bench_model, caption_ids
-from irra.engine.runtime import autocast, resolve_precision
+from irra.runtime import autocast, resolve_precision
 
 logger = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ from irra.bench.timing import Timing, time_call
 from irra.bench.workload import build_bench_model, training_batch
 from irra.config import OptimConfig
 from irra.engine.optim import build_optimizer
-from irra.engine.runtime import resolve_precision
 from irra.engine.trainer import Trainer
 from irra.objectives import compute_losses, unwrap
+from irra.runtime import resolve_precision
 
 logger = logging.getLogger(__name__)
 

@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``irra bench``; returns the exit status (1 when the metrics differ)."""
     import torch
 
-    from irra.engine.runtime import resolve_device
+    from irra.runtime import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

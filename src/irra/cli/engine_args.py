@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-ENGINES = ("torch", "onnx", "torchscript")
+from irra.inference.open import ENGINES
 
 
 def add_engine_args(p: argparse.ArgumentParser, *, checkpoint_help: str) -> None:

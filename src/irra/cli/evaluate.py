@@ -31,6 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16, fp16")
     p.add_argument("--i2t", action="store_true", help="also report image-to-text metrics")
+    p.add_argument(
+        "--i2i",
+        action="store_true",
+        help="also report image-to-image metrics (each image a query, itself left out)",
+    )
     p.add_argument("--json", metavar="OUT", help="write the metrics to this JSON file")
     p.add_argument(
         "--skip-image-check",
@@ -63,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
     from irra.config import ConfigError, load_config
     from irra.data import DatasetError, build_eval_loaders, build_eval_transform, read_dataset
     from irra.engine.evaluation import encode_split, split_metrics
-    from irra.engine.runtime import resolve_device, resolve_precision
     from irra.fileio import atomic_write_text
     from irra.model import WeightsError, load_model
+    from irra.runtime import resolve_device, resolve_precision
 
     try:
         weights, run_dir = resolve_checkpoint(Path(args.checkpoint))
@@ -98,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         )
         with torch.inference_mode():
             encoded = encode_split(model, image_loader, text_loader, device, precision, bar)
-        metrics = split_metrics(encoded, image_to_text=args.i2t)
+        metrics = split_metrics(encoded, image_to_text=args.i2t, image_to_image=args.i2i)
     except (ConfigError, DatasetError, WeightsError, KeyError, ValueError, RuntimeError) as err:
         logger.error("%s", err)
         return 2
@@ -115,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
 def metrics_table(metrics: dict[str, float]) -> str:
     """A two-row aligned table: metric names above their values (percent)."""
     rows = []
-    for prefix, label in (("", "text-to-image"), ("i2t_", "image-to-text")):
+    labels = (("", "text-to-image"), ("i2t_", "image-to-text"), ("i2i_", "image-to-image"))
+    for prefix, label in labels:
         keys = [k for k in ("R1", "R5", "R10", "mAP", "mINP") if prefix + k in metrics]
         if keys:
             rows.append((label, [f"{metrics[prefix + k]:.2f}" for k in keys], keys))

@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``irra export``; returns the exit status."""
     from pathlib import Path
 
-    from irra.deploy.bundle import ExportError, read_bundle
     from irra.deploy.export import export_model
+    from irra.inference.bundle import ExportError, read_bundle
     from irra.model import WeightsError, load_model
 
     try:

@@ -32,7 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--nlist", type=int, help="ivf: number of cells (default about sqrt(N))")
     p.add_argument("--nprobe", type=int, help="ivf: cells scanned per query (default nlist/16)")
-    p.add_argument("--labels", help="CSV or JSON giving identity/camera per image path")
+    p.add_argument(
+        "--labels",
+        help="CSV or JSON giving identity, camera and capture time (ISO 8601) per image path",
+    )
     p.add_argument("--rebuild", action="store_true", help="re-encode everything (another model)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes")
@@ -47,14 +50,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``irra index``; returns the exit status."""
     from irra.cli.bars import counter
-    from irra.retrieval import GalleryError, IndexStoreError, build_index, open_engine, read_labels
+    from irra.inference import open_encoder
+    from irra.retrieval import GalleryError, IndexStoreError, build_index, read_labels
     from irra.retrieval.store import Snapshot, is_index
 
     out = Path(args.out)
     try:
         checkpoint, images, engine = args.checkpoint, args.images, args.engine
         if (checkpoint is None or images is None) and is_index(out) and not args.rebuild:
-            snapshot = Snapshot.open(out)
+            snapshot = Snapshot.open(out, upgrade=True)
             snapshot.metadata.close()
             if checkpoint is None:
                 checkpoint = snapshot.manifest["model"]["source"]
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{out}: no index yet; pass --checkpoint CKPT and --images DIR to build one"
             )
         labels = read_labels(args.labels) if args.labels else None
-        encoder = open_engine(
+        encoder = open_encoder(
             checkpoint,
             engine,
             device=args.device,

@@ -14,47 +14,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from irra.data.formats import SplitData
 from irra.data.masking import mask_tokens
 from irra.data.rng import derive_generator
 from irra.data.transforms import EvalTransform
+from irra.imageio import load_image
 from irra.tokenizer import tokenize
 
 __all__ = ["ImageDataset", "TextDataset", "TrainDataset", "load_image"]
 
 ImageTransform = Callable[..., torch.Tensor]
-_HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-
-
-def load_image(path: Path | str) -> Image.Image:
-    """Decode ``path`` once into an 8-bit RGB PIL image.
-
-    Grayscale, palette, CMYK and two-channel images are converted with PIL's ``convert('RGB')``;
-    RGBA drops its alpha channel (as the reference's ``convert('RGB')`` does); 16-bit and 32-bit
-    grayscale images are scaled to 8 bits (values up to 65535 map to 0..255) instead of clipped.
-
-    Raises:
-        OSError: the file is missing or does not decode; the message names the path.
-    """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in _HIGH_BIT_MODES:
-                array = np.asarray(image, dtype=np.float64)
-                scale = 257.0 if image.mode != "F" and array.max(initial=0) > 255 else 1.0
-                array = np.clip(array / scale, 0, 255).round().astype(np.uint8)
-                return Image.fromarray(array).convert("RGB")
-            return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise OSError(
-            f"cannot read image {path}: {type(exc).__name__}: {exc}. Fix: restore the file, or "
-            "validate the dataset with on_error='skip' to drop it"
-        ) from exc
 
 
 def _split_key(key: int | tuple[int, int], default_epoch: int) -> tuple[int, int]:

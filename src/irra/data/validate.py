@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from PIL import Image
+from irra.imageio import ImageDecodeError, load_image
 
 if TYPE_CHECKING:
     from irra.data.formats import DatasetFormat
@@ -169,16 +169,13 @@ def load_annotation_list(path: Path) -> list[Any]:
 
 
 def check_image(path: Path) -> str | None:
-    """Open and fully decode ``path`` once; return a problem description or None if it is fine."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.width == 0 or image.height == 0:
-                return "image has zero size"
-    except FileNotFoundError:
+    """Decode ``path`` once (:func:`irra.imageio.load_image`); a problem description or None."""
+    if not path.is_file():
         return "image file does not exist"
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return f"image does not decode ({type(exc).__name__}: {exc})"
+    try:
+        load_image(path)
+    except ImageDecodeError as exc:
+        return f"image does not decode ({str(exc).removeprefix(f'{path}: ')})"
     return None
 
 

@@ -1,13 +1,9 @@
-"""Deployment: export the two encoders to ONNX or TorchScript and encode without the model code.
+"""Deployment: write the two encoders of a model as ONNX or TorchScript files (needs PyTorch).
 
-* :mod:`irra.deploy.bundle` - the export directory: file names, ``irra_export.json``, checks
-  (no PyTorch);
-* :mod:`irra.deploy.preprocess` - the eval image transform with PIL and numpy (no PyTorch);
-* :mod:`irra.deploy.engine` - :class:`ExportedEncoder`, the retrieval encoder over an export
-  directory (ONNX Runtime needs no PyTorch; TorchScript does);
-* :mod:`irra.deploy.export` - :func:`export_model`, writing an export directory (needs PyTorch).
+* :func:`export_model` - write an export directory (:mod:`irra.deploy.export`).
 
-Names are imported on first use, so ``import irra.deploy`` does not import PyTorch.
+Reading and running an export directory is inference: :mod:`irra.inference.bundle` and
+:class:`irra.inference.ExportedEncoder`. Names are imported on first use.
 """
 
 from __future__ import annotations
@@ -15,17 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS: dict[str, str] = {
-    "EXPORT_FORMATS": "bundle",
-    "ExportBundle": "bundle",
-    "ExportError": "bundle",
-    "is_export_dir": "bundle",
-    "read_bundle": "bundle",
-    "ExportedEncoder": "engine",
-    "export_model": "export",
-    "load_image": "preprocess",
-    "preprocess_image": "preprocess",
-}
+_EXPORTS: dict[str, str] = {"export_model": "export"}
 
 __all__ = sorted(_EXPORTS)
 

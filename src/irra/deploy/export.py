@@ -24,7 +24,8 @@ from torch import Tensor, nn
 import irra
 from irra.bpe import default_bpe_path
 from irra.data.transforms import CLIP_MEAN, CLIP_STD
-from irra.deploy.bundle import (
+from irra.fileio import atomic_write_text
+from irra.inference.bundle import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -35,9 +36,8 @@ from irra.deploy.bundle import (
     file_sha256,
     is_export_dir,
 )
-from irra.fileio import atomic_write_text
+from irra.inference.torch_encoder import model_fingerprint
 from irra.model.irra import IRRA
-from irra.retrieval.encoder import model_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def export_model(
     source: str | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Export the two encoders of ``model`` to ``out`` (see :mod:`irra.deploy.bundle`).
+    """Export the two encoders of ``model`` to ``out`` (see :mod:`irra.inference.bundle`).
 
     The directory is written under a temporary name beside ``out`` and renamed when complete,
     so an interrupted export leaves no half-written directory.

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from irra.engine.distributed import DistContext, all_gather_rows
-from irra.engine.runtime import autocast
 from irra.metrics import retrieval_metrics
+from irra.runtime import autocast
 
 Progress = Callable[[Iterable, str, int], Iterable]
 
@@ -112,14 +112,24 @@ def gather_encoded(encoded: EncodedSet, ctx: DistContext) -> EncodedSet:
     )
 
 
-def split_metrics(encoded: EncodedSet, *, image_to_text: bool = False) -> dict[str, float]:
+def split_metrics(
+    encoded: EncodedSet, *, image_to_text: bool = False, image_to_image: bool = False
+) -> dict[str, float]:
     """Text-to-image metrics (R1, R5, R10, mAP, mINP, percent) of an encoded split.
 
-    With ``image_to_text`` the image-to-text metrics are added with an ``i2t_`` prefix.
+    With ``image_to_text`` the image-to-text metrics are added with an ``i2t_`` prefix; with
+    ``image_to_image`` the image-to-image ones with an ``i2i_`` prefix (every gallery image a
+    query against the others, itself left out: the re-identification protocol).
     """
     similarity = encoded.similarity()
     metrics = retrieval_metrics(similarity, encoded.text_pids, encoded.image_pids)
     if image_to_text:
         reverse = retrieval_metrics(similarity.T, encoded.image_pids, encoded.text_pids)
         metrics.update({f"i2t_{k}": v for k, v in reverse.items()})
+    if image_to_image:
+        images = encoded.image_feats
+        itself = torch.arange(images.shape[0], device=images.device)
+        pids = encoded.image_pids
+        i2i = retrieval_metrics(images @ images.T, pids, pids, exclude=itself)
+        metrics.update({f"i2i_{k}": v for k, v in i2i.items()})
     return metrics

@@ -39,9 +39,9 @@ from irra.engine.evaluation import EncodedSet, encode_split, gather_encoded, spl
 from irra.engine.hooks import CheckpointHook, EvalHook, JsonlLogHook, TensorBoardHook
 from irra.engine.optim import build_optimizer, build_scheduler
 from irra.engine.report import METRIC_KEYS, grid_rows, write_report
-from irra.engine.runtime import resolve_device, resolve_precision
 from irra.engine.trainer import Hook, Trainer
 from irra.fileio import atomic_write_text
+from irra.runtime import resolve_device, resolve_precision
 
 logger = logging.getLogger(__name__)
 

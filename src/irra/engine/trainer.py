@@ -13,7 +13,7 @@ from torch import nn
 
 from irra.engine.checkpoint import rng_state, set_rng_state
 from irra.engine.distributed import DistContext, bare_module, mean_over_processes
-from irra.engine.runtime import autocast, make_grad_scaler
+from irra.runtime import autocast, make_grad_scaler
 
 logger = logging.getLogger(__name__)
 

@@ -1,12 +1,11 @@
 """Index a folder of person crops and search it by description.
 
-* :class:`Encoder` - an IRRA model that turns images and texts into unit-length embeddings;
-* :func:`open_engine` - that, or an exported ONNX / TorchScript encoder (``irra export``);
 * :func:`build_index` - encode a gallery folder (or only what changed) into an index directory;
 * :class:`Retriever` - open an index with the model that built it, ``search`` and ``add``.
 
-Names are imported on first use: ``import irra.retrieval`` does not import PyTorch, and
-searching with the ``onnx`` engine never does.
+The model is opened with :func:`irra.inference.open_encoder`. Names are imported on first use:
+``import irra.retrieval`` does not import PyTorch, and searching with the ``onnx`` engine never
+does.
 """
 
 from __future__ import annotations
@@ -17,19 +16,21 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "BuildReport": "build",
     "build_index": "build",
-    "Encoder": "encoder",
-    "model_fingerprint": "encoder",
-    "ENGINES": "engine",
-    "EmbeddingEngine": "engine",
-    "open_engine": "engine",
     "GalleryError": "files",
+    "Label": "files",
     "read_labels": "files",
     "scan_images": "files",
-    "MAX_K": "retriever",
-    "MAX_QUERY_CHARS": "retriever",
-    "QueryError": "retriever",
+    "ImagePart": "query",
+    "MAX_K": "query",
+    "MAX_QUERY_CHARS": "query",
+    "Query": "query",
+    "QueryError": "query",
+    "SearchFilter": "query",
+    "SimilarPart": "query",
+    "TextPart": "query",
     "Retriever": "retriever",
     "SearchHit": "retriever",
+    "SearchResults": "retriever",
     "IndexStoreError": "store",
     "INDEX_TYPES": "vectors",
 }

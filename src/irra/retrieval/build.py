@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from irra.retrieval.engine import EmbeddingEngine, Progress
+from irra.imageio import ImageDecodeError
+from irra.inference.protocol import EmbeddingEncoder, Progress
+from irra.retrieval.capture import file_capture_time
 from irra.retrieval.files import GalleryError, ImageFile, Labels, scan_images
 from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot, is_index, write_version
 from irra.retrieval.vectors import (
@@ -36,7 +38,9 @@ class BuildReport:
     version: Path
 
 
-def check_same_model(manifest: dict[str, Any], encoder: EmbeddingEngine, where: str | Path) -> None:
+def check_same_model(
+    manifest: dict[str, Any], encoder: EmbeddingEncoder, where: str | Path
+) -> None:
     """Raise unless ``encoder`` holds the model whose fingerprint the index recorded."""
     recorded = manifest["model"]["fingerprint"]
     if recorded != encoder.fingerprint:
@@ -48,8 +52,27 @@ def check_same_model(manifest: dict[str, Any], encoder: EmbeddingEngine, where: 
         )
 
 
+def encode_files(
+    encoder: EmbeddingEncoder,
+    paths: Sequence[Path],
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """``encoder.encode_images`` with an undecodable file reported as a :class:`GalleryError`."""
+    try:
+        return encoder.encode_images(
+            paths, batch_size=batch_size, workers=workers, progress=progress
+        )
+    except ImageDecodeError as err:
+        raise GalleryError(
+            f"{err}; remove or replace the file and run again (nothing was written)"
+        ) from err
+
+
 def make_manifest(
-    encoder: EmbeddingEngine, images_root: Path, index_type: str, vector_index: Any
+    encoder: EmbeddingEncoder, images_root: Path, index_type: str, vector_index: Any
 ) -> dict[str, Any]:
     """The manifest fields a writer supplies (model identity, image root, index settings)."""
     return {
@@ -99,7 +122,7 @@ def merge_rows(
 
 def write_index(
     directory: str | os.PathLike[str],
-    encoder: EmbeddingEngine,
+    encoder: EmbeddingEncoder,
     images_root: Path,
     records: Sequence[ImageRecord],
     vectors: np.ndarray,
@@ -115,7 +138,7 @@ def write_index(
 
 
 def build_index(
-    encoder: EmbeddingEngine,
+    encoder: EmbeddingEncoder,
     images: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
@@ -132,8 +155,9 @@ def build_index(
 
     An existing index keeps the embeddings of images whose size and modification time did not
     change; new and changed images are encoded, deleted ones dropped. The result equals a full
-    rebuild. Nothing is written until every image is encoded: an error or an interruption leaves
-    the previous version live.
+    rebuild. An index of an older format is upgraded (capture times added) without encoding.
+    Nothing is written until every image is encoded: an error or an interruption leaves the
+    previous version live.
 
     Args:
         encoder: the model (must be the one that built ``out``, unless ``rebuild``).
@@ -142,9 +166,11 @@ def build_index(
         index_type: ``flat`` (exact) or ``ivf`` (approximate); default: the existing index's
             type, else ``flat``.
         nlist, nprobe: IVF cells and cells scanned per query (defaults from the gallery size).
-        labels: identity and camera per relative path (see :func:`read_labels`).
+        labels: identity, camera and capture time per relative path (see :func:`read_labels`);
+            an image's time is the label's, else its EXIF DateTimeOriginal, else its
+            modification time. Labels stored by an earlier run stay when none are given.
         rebuild: ignore an existing index (another model or image folder) and encode all.
-        batch_size, workers, progress: see :meth:`Encoder.encode_images`.
+        batch_size, workers, progress: see :meth:`EmbeddingEncoder.encode_images`.
 
     Raises:
         GalleryError: no images, or an image that cannot be decoded.
@@ -157,7 +183,7 @@ def build_index(
     old_records: list[ImageRecord] = []
     old_vectors = np.empty((0, encoder.dim), dtype=np.float32)
     if is_index(out) and not rebuild:
-        snapshot = Snapshot.open(out)
+        snapshot = Snapshot.open(out, upgrade=True)
         try:
             check_same_model(snapshot.manifest, encoder, out)
             if snapshot.manifest["images_root"] != str(root):
@@ -179,13 +205,18 @@ def build_index(
         len(todo),
         len(files) - len(todo),
     )
-    new_vectors = encoder.encode_images(
-        [root / f.path for f in todo], batch_size=batch_size, workers=workers, progress=progress
+    new_vectors = encode_files(
+        encoder,
+        [root / f.path for f in todo],
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
     )
     present = {f.path for f in files}
     records, vectors = merge_rows(
-        old_records, old_vectors, [_record(f) for f in todo], new_vectors, keep=present
+        old_records, old_vectors, [file_record(root, f) for f in todo], new_vectors, keep=present
     )
+    records = [r if r.time is not None else _timed(root, r) for r in records]  # format 1
     if labels:
         records = [_labelled(r, labels) for r in records]
     version = write_index(out, encoder, root, records, vectors, index_type, nlist, nprobe)
@@ -193,12 +224,19 @@ def build_index(
     return BuildReport(len(todo), len(files) - len(todo), removed, len(records), version)
 
 
-def _record(file: ImageFile) -> ImageRecord:
-    return ImageRecord(file.path, file.size, file.mtime_ns)
+def file_record(root: Path, file: ImageFile) -> ImageRecord:
+    """The record of an image file, its capture time read from EXIF or its modification time."""
+    time = file_capture_time(root / file.path, file.mtime_ns)
+    return ImageRecord(file.path, file.size, file.mtime_ns, time=time)
+
+
+def _timed(root: Path, record: ImageRecord) -> ImageRecord:
+    return dataclasses.replace(record, time=file_capture_time(root / record.path, record.mtime_ns))
 
 
 def _labelled(record: ImageRecord, labels: Labels) -> ImageRecord:
-    if record.path not in labels:
+    label = labels.get(record.path)
+    if label is None:
         return record
-    identity, camera = labels[record.path]
-    return dataclasses.replace(record, identity=identity, camera=camera)
+    time = label.time if label.time is not None else record.time
+    return dataclasses.replace(record, identity=label.identity, camera=label.camera, time=time)

@@ -1,4 +1,4 @@
-"""Finding gallery images on disk and reading optional identity / camera labels."""
+"""Finding gallery images on disk and reading optional identity / camera / time labels."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from irra.retrieval.capture import parse_time
 
 logger = logging.getLogger(__name__)
 
@@ -76,22 +78,34 @@ def stat_image(root: str | os.PathLike[str], rel: str) -> ImageFile:
     return ImageFile(Path(rel).as_posix(), stat.st_size, stat.st_mtime_ns)
 
 
-Labels = dict[str, tuple[str | None, str | None]]
+@dataclass(frozen=True)
+class Label:
+    """What a labels file says about one image; ``time`` in UNIX seconds (UTC)."""
+
+    identity: str | None = None
+    camera: str | None = None
+    time: float | None = None
+
+
+Labels = dict[str, Label]
 _PATH_KEYS = ("path", "file_path", "img_path")
 _ID_KEYS = ("identity", "id", "pid")
 _CAMERA_KEYS = ("camera", "cam", "camid")
+_TIME_KEYS = ("time",)
 
 
 def read_labels(path: str | os.PathLike[str]) -> Labels:
-    """Identity and camera of images, keyed by path relative to the gallery root.
+    """Identity, camera and capture time of images, keyed by path relative to the gallery root.
 
     Reads either a CSV file with a header naming a path column (``path``, ``file_path`` or
-    ``img_path``) and optional ``identity``/``id`` and ``camera``/``cam`` columns, or a JSON list
-    of objects with the same keys (the annotation files of CUHK-PEDES, ICFG-PEDES and RSTPReid
-    work as they are).
+    ``img_path``) and optional ``identity``/``id``, ``camera``/``cam`` and ``time`` columns, or a
+    JSON list of objects with the same keys (the annotation files of CUHK-PEDES, ICFG-PEDES and
+    RSTPReid work as they are). ``time`` is ISO 8601 (see :func:`irra.retrieval.capture.parse_time`;
+    no offset = UTC).
 
     Raises:
-        GalleryError: unreadable file, no path column, or an entry without a path.
+        GalleryError: unreadable file, no path column, an entry without a path, or a time that
+            is not ISO 8601.
     """
     path = Path(path)
     try:
@@ -110,13 +124,20 @@ def read_labels(path: str | os.PathLike[str]) -> Labels:
     labels: Labels = {}
     for number, row in enumerate(rows):
         rel = _first(row, _PATH_KEYS)
+        where = f"entry {number}" if path.suffix.lower() == ".json" else f"line {number + 2}"
         if rel is None:
-            where = f"entry {number}" if path.suffix.lower() == ".json" else f"line {number + 2}"
             raise GalleryError(
                 f"{path}: {where} has no image path; name it in a column or key "
                 f"{' / '.join(_PATH_KEYS)} (relative to the --images folder)"
             )
-        labels[Path(rel).as_posix()] = (_first(row, _ID_KEYS), _first(row, _CAMERA_KEYS))
+        text_time = _first(row, _TIME_KEYS)
+        try:
+            seconds = parse_time(text_time) if text_time is not None else None
+        except ValueError as err:
+            raise GalleryError(f"{path}: {where} ({rel}): time {err}") from None
+        labels[Path(rel).as_posix()] = Label(
+            _first(row, _ID_KEYS), _first(row, _CAMERA_KEYS), seconds
+        )
     return labels
 
 

@@ -2,51 +2,69 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from irra.retrieval.build import check_same_model, merge_rows, write_index
-from irra.retrieval.engine import EmbeddingEngine, Progress, open_engine
+import numpy as np
+
+from irra.inference.open import open_encoder
+from irra.inference.protocol import EmbeddingEncoder, Progress
+from irra.retrieval.build import (
+    check_same_model,
+    encode_files,
+    file_record,
+    merge_rows,
+    write_index,
+)
+from irra.retrieval.capture import format_time
+from irra.retrieval.combine import encode_query
 from irra.retrieval.files import GalleryError, stat_image
+from irra.retrieval.filtering import FilterColumns
+from irra.retrieval.query import (
+    MAX_K,
+    MAX_QUERY_CHARS,
+    ImagePart,
+    Query,
+    QueryError,
+    SearchFilter,
+    SimilarPart,
+    TextPart,
+    check_k,
+    check_min_score,
+    check_query,
+)
+from irra.retrieval.rerank import CANDIDATES as RERANK_CANDIDATES
+from irra.retrieval.rerank import NeighbourCache
+from irra.retrieval.rerank import rerank as rerank_by_neighbours
 from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot
-from irra.retrieval.vectors import search_vectors, set_nprobe
+from irra.retrieval.vectors import filtered_search, search_vectors, set_nprobe, stored_rows
 
 logger = logging.getLogger(__name__)
 
-#: Longest accepted query, in characters (CLIP reads at most 77 tokens anyway).
-MAX_QUERY_CHARS = 1000
-#: Most results one search returns.
-MAX_K = 1000
-
-
-class QueryError(ValueError):
-    """A query or result count that cannot be searched; the message says what is accepted."""
-
-
-def check_query(text: Any, k: Any) -> tuple[str, int]:
-    """The stripped query and ``k``, or :class:`QueryError` saying what is wrong."""
-    if not isinstance(text, str):
-        raise QueryError("the query must be a string")
-    text = text.strip()
-    if not text:
-        raise QueryError("the query is empty; describe the person, e.g. 'a man in a red jacket'")
-    if len(text) > MAX_QUERY_CHARS:
-        raise QueryError(
-            f"the query has {len(text)} characters; at most {MAX_QUERY_CHARS} are accepted"
-        )
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise QueryError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
-    return text, k
+__all__ = [
+    "MAX_K",
+    "MAX_QUERY_CHARS",
+    "QueryError",
+    "Retriever",
+    "SearchHit",
+    "SearchResults",
+    "check_query",
+]
 
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One result: rank from 1, image id in the index, path relative to the image root."""
+    """One result: rank from 1, image id in the index, path relative to the image root.
+
+    ``score`` is the cosine similarity of the query vector and the image, in [-1, 1]; ``time``
+    the capture time as ISO 8601 in UTC.
+    """
 
     rank: int
     id: int
@@ -54,10 +72,34 @@ class SearchHit:
     score: float
     identity: str | None = None
     camera: str | None = None
+    time: str | None = None
+
+    @classmethod
+    def of(cls, rank: int, image_id: int, score: float, record: ImageRecord) -> SearchHit:
+        """The hit at ``rank`` for image ``image_id`` and its metadata record."""
+        time = format_time(record.time)
+        return cls(rank, image_id, record.path, score, record.identity, record.camera, time)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields."""
         return asdict(self)
+
+
+class SearchResults(list[SearchHit]):
+    """The hits of one search, best first (a list), with what a caller should tell the user.
+
+    Attributes:
+        message: why there are fewer than k hits when that needs saying (a filter no image
+            passes, a minimum score none reaches), else None.
+        candidates: how many images the filter let through (the index size without a filter).
+    """
+
+    def __init__(
+        self, hits: Sequence[SearchHit] = (), *, message: str | None = None, candidates: int = 0
+    ) -> None:
+        super().__init__(hits)
+        self.message = message
+        self.candidates = candidates
 
 
 class Retriever:
@@ -70,13 +112,15 @@ class Retriever:
     """
 
     def __init__(
-        self, directory: str | os.PathLike[str], snapshot: Snapshot, encoder: EmbeddingEngine
+        self, directory: str | os.PathLike[str], snapshot: Snapshot, encoder: EmbeddingEncoder
     ):
         check_same_model(snapshot.manifest, encoder, directory)
         self.directory = Path(directory)
         self.encoder = encoder
         self._snapshot = snapshot
         self._lock = threading.RLock()
+        self._filter_columns: tuple[Snapshot, FilterColumns] | None = None
+        self._neighbour_cache: tuple[Snapshot, NeighbourCache] | None = None
 
     @classmethod
     def open(
@@ -98,7 +142,7 @@ class Retriever:
                 path recorded in the index. Either way its weights must be the ones that built
                 the index.
             engine: ``torch``, ``onnx`` or ``torchscript`` (see
-                :func:`irra.retrieval.engine.open_engine`); default: the engine recorded in the
+                :func:`irra.inference.open_encoder`); default: the engine recorded in the
                 index when ``checkpoint`` is None, else detected from ``checkpoint``.
             device, precision: where and how queries are encoded (``torch`` engine).
             nprobe: cells scanned per query of an ``ivf`` index (more = slower, more exact).
@@ -118,7 +162,7 @@ class Retriever:
                 )
             if engine is None and checkpoint is None:
                 engine = snapshot.manifest["model"].get("engine")
-            encoder = open_engine(
+            encoder = open_encoder(
                 source, engine, device=device, precision=precision, threads=threads
             )
             set_nprobe(snapshot.vectors, nprobe)
@@ -144,22 +188,169 @@ class Retriever:
         """Release the metadata database."""
         self._snapshot.metadata.close()
 
-    def search(self, text: str, k: int = 10) -> list[SearchHit]:
-        """The ``k`` images most similar to ``text``, best first (cosine similarity).
+    def __enter__(self) -> Retriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def search(
+        self,
+        query: str | Query | None = None,
+        k: int = 10,
+        *,
+        images: Sequence[ImagePart | str | os.PathLike[str] | bytes] = (),
+        similar: Sequence[SimilarPart | int] = (),
+        negatives: Sequence[TextPart | str] = (),
+        filter: SearchFilter | None = None,
+        min_score: float | None = None,
+        rerank: bool = False,
+    ) -> SearchResults:
+        """The ``k`` images that best match the query among those passing ``filter``, best first.
+
+        The parts - a text, image files or uploads, indexed images, negative texts - are
+        combined into one query vector (:mod:`irra.retrieval.combine`); the score of a hit is
+        its cosine similarity with that vector. A filter makes the search exact over the images
+        that pass it, for flat and ivf indexes alike: k hits come back whenever k images pass.
+
+        Args:
+            query: the description, or a whole :class:`Query` (then leave ``images``,
+                ``similar`` and ``negatives`` empty).
+            k: results wanted, 1..:data:`MAX_K`.
+            images: query image files or their bytes (:class:`ImagePart` for a weight).
+            similar: ids of indexed images to find more of (:class:`SimilarPart` for a weight).
+            negatives: descriptions to rank away from (:class:`TextPart` for a weight).
+            filter: which images may be hits (cameras, identities, time range, folder).
+            min_score: leave out hits scoring below this cosine similarity, in [-1, 1].
+            rerank: re-score the top candidates with their visual neighbours
+                (:mod:`irra.retrieval.rerank`); the score is then the mean of the candidate's
+                and its neighbours' cosine similarities, still in [-1, 1].
+
+        Returns:
+            :class:`SearchResults`: a list of :class:`SearchHit`, with a ``message`` when a
+            filter lets no image through or no hit reaches ``min_score``.
 
         Raises:
-            QueryError: empty or overlong text, or ``k`` outside 1..:data:`MAX_K`.
+            QueryError: no positive part; an empty or overlong text; a weight that is not a
+                number in (0, 100]; an image that is not a decodable image (truncated, too
+                large); an unknown similar id; a bad time or ``after`` later than ``before``;
+                ``k`` or ``min_score`` out of range.
         """
-        text, k = check_query(text, k)
-        query = self.encoder.encode_texts([text])
+        checked = self._checked_query(query, images, similar, negatives)
+        k, min_score = check_k(k), check_min_score(min_score)
+        search_filter = self._checked_filter(filter)
         with self._lock:
-            scores, ids = search_vectors(self._snapshot.vectors, query, k)
-            found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-            records = self._snapshot.metadata.get([i for i, _ in found])
-        return [
-            SearchHit(rank, i, records[i].path, score, records[i].identity, records[i].camera)
-            for rank, (i, score) in enumerate(found, start=1)
+            snapshot = self._snapshot
+        vector = encode_query(self.encoder, checked, lambda ids: self._stored(snapshot, ids))
+        with self._lock:
+            snapshot = self._snapshot  # an add() may have replaced it while the query was encoded
+            keep = None if search_filter is None else self._columns(snapshot).mask(search_filter)
+            total = int(snapshot.vectors.ntotal)
+            candidates = total if keep is None else int(np.count_nonzero(keep))
+            if candidates == 0:
+                return SearchResults(
+                    message=f"no image of the {total} in the index passes the filter",
+                    candidates=0,
+                )
+            scores, ids = self._ranked(snapshot, vector, keep, k, rerank)
+            if min_score is not None:
+                scores, ids = scores[scores >= min_score], ids[scores >= min_score]
+            records = snapshot.metadata.get(ids.tolist())
+        hits = [
+            SearchHit.of(rank, i, float(score), records[i])
+            for rank, (i, score) in enumerate(zip(ids.tolist(), scores, strict=True), start=1)
         ]
+        message = None
+        if not hits and min_score is not None:
+            message = f"no image scores {min_score:g} or more (the cosine similarity, in [-1, 1])"
+        return SearchResults(hits, message=message, candidates=candidates)
+
+    def _ranked(
+        self,
+        snapshot: Snapshot,
+        vector: np.ndarray,
+        keep: np.ndarray | None,
+        k: int,
+        rerank: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the top ``k``, best first: among ``keep`` (exact) or all, re-ranked."""
+        wanted = max(k, RERANK_CANDIDATES) if rerank else k
+        if keep is None:
+            scores, ids = (row[0] for row in search_vectors(snapshot.vectors, vector[None], wanted))
+            scores, ids = scores[ids >= 0], ids[ids >= 0]  # an ivf index pads with -1
+        else:
+            scores, ids = filtered_search(snapshot.vectors, vector, keep, wanted)
+        if rerank:
+            neighbours = self._neighbours(snapshot)
+            scores, ids = rerank_by_neighbours(
+                vector, ids, scores, neighbours, self._rows(snapshot)
+            )
+        return scores[:k], ids[:k]
+
+    def _checked_query(
+        self,
+        query: str | Query | None,
+        images: Sequence[Any],
+        similar: Sequence[Any],
+        negatives: Sequence[Any],
+    ) -> Query:
+        if isinstance(query, Query):
+            if images or similar or negatives:
+                raise QueryError("pass the parts either in the Query or as arguments, not both")
+            return query.checked()
+        if query is not None and not isinstance(query, (str, TextPart)):
+            raise QueryError("the query must be a string or a Query")
+        return Query(query, tuple(images), tuple(similar), tuple(negatives)).checked()
+
+    def _checked_filter(self, search_filter: SearchFilter | None) -> SearchFilter | None:
+        if search_filter is None:
+            return None
+        if not isinstance(search_filter, SearchFilter):
+            raise QueryError("the filter must be a SearchFilter")
+        under = search_filter.under
+        if under is not None and Path(under).is_absolute():
+            try:
+                under = Path(under).resolve().relative_to(self.images_root.resolve()).as_posix()
+            except ValueError:
+                raise QueryError(
+                    f"under: {search_filter.under} is not inside the indexed folder "
+                    f"{self.images_root}"
+                ) from None
+            search_filter = dataclasses.replace(search_filter, under=under)
+        checked = search_filter.checked()
+        return None if checked.is_empty else checked
+
+    def _stored(self, snapshot: Snapshot, ids: list[int]) -> np.ndarray:
+        """The stored embeddings of image ``ids`` (QueryError naming an unknown id)."""
+        total = int(snapshot.vectors.ntotal)
+        unknown = [i for i in ids if not 0 <= i < total]
+        if unknown:
+            raise QueryError(
+                f"no image with id {unknown[0]} in this index (ids are 0 to {total - 1}); the ids "
+                "of the last search's results are valid"
+            )
+        with self._lock:  # an ivf index builds its id map on first use
+            return stored_rows(snapshot.vectors, np.asarray(ids, dtype=np.int64))
+
+    def _rows(self, snapshot: Snapshot) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda ids: stored_rows(snapshot.vectors, ids)
+
+    def _neighbours(self, snapshot: Snapshot) -> NeighbourCache:
+        """The neighbour lists of ``snapshot`` (found lazily, kept with it)."""
+        if self._neighbour_cache is None or self._neighbour_cache[0] is not snapshot:
+
+            def search(vectors: np.ndarray, count: int) -> np.ndarray:
+                return search_vectors(snapshot.vectors, vectors, count)[1]
+
+            cache = NeighbourCache(search, self._rows(snapshot))
+            self._neighbour_cache = (snapshot, cache)
+        return self._neighbour_cache[1]
+
+    def _columns(self, snapshot: Snapshot) -> FilterColumns:
+        """The filter columns of ``snapshot`` (read on first use, then kept with it)."""
+        if self._filter_columns is None or self._filter_columns[0] is not snapshot:
+            self._filter_columns = (snapshot, FilterColumns(snapshot.metadata))
+        return self._filter_columns[1]
 
     def record(self, image_id: int) -> ImageRecord:
         """The metadata of image ``image_id``; KeyError when the index has no such image."""
@@ -205,10 +396,10 @@ class Retriever:
                     f"{path}: outside the indexed folder {root}; copy the image under it first"
                 ) from err
             files.append(stat_image(root, rel))
-        vectors = self.encoder.encode_images(
-            [root / f.path for f in files], batch_size=batch_size, progress=progress
+        vectors = encode_files(
+            self.encoder, [root / f.path for f in files], batch_size=batch_size, progress=progress
         )
-        new = [ImageRecord(f.path, f.size, f.mtime_ns) for f in files]
+        new = [file_record(root, f) for f in files]
         with self._lock:
             old = self._snapshot
             records, merged = merge_rows(old.metadata.all(), old.embeddings(), new, vectors)

@@ -5,7 +5,10 @@ Layout::
     INDEX/CURRENT               name of the live version (replaced atomically)
     INDEX/v-<id>/manifest.json  format, model identity, image root, index type, counts
     INDEX/v-<id>/vectors.faiss  the embeddings (FAISS index, ids = row positions)
-    INDEX/v-<id>/meta.sqlite    one row per image: id, path, size, mtime, identity, camera
+    INDEX/v-<id>/meta.sqlite    one row per image: id, path, size, mtime, identity, camera, time
+
+Ids are row positions and follow the path order (every writer sorts the records by path), so the
+images under one folder have consecutive ids.
 
 A writer fills a temporary folder ``INDEX/.tmp-<id>``, renames it to ``v-<id>`` and only then
 points ``CURRENT`` at it; the previous version is deleted afterwards. A run interrupted at any
@@ -38,7 +41,9 @@ from irra.retrieval.vectors import read_vector_index, write_vector_index
 logger = logging.getLogger(__name__)
 
 FORMAT = "irra-index"
-FORMAT_VERSION = 1
+#: 2 added the capture time per image; a format-1 index is upgraded by ``irra index`` (no image
+#: is encoded again).
+FORMAT_VERSION = 2
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
@@ -58,6 +63,8 @@ class ImageRecord:
     mtime_ns: int
     identity: str | None = None
     camera: str | None = None
+    #: capture time, UNIX seconds (UTC): labels file, else EXIF DateTimeOriginal, else mtime.
+    time: float | None = None
 
 
 def is_index(directory: str | os.PathLike[str]) -> bool:
@@ -94,8 +101,12 @@ def current_version(directory: str | os.PathLike[str]) -> Path:
     return version
 
 
-def read_manifest(version: Path) -> dict[str, Any]:
-    """The manifest of a version folder, checked for format and version."""
+def read_manifest(version: Path, *, upgrade: bool = False) -> dict[str, Any]:
+    """The manifest of a version folder, checked for format and version.
+
+    Args:
+        upgrade: accept an older format (to read it once and write the current one).
+    """
     path = version / MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -112,10 +123,11 @@ def read_manifest(version: Path) -> dict[str, Any]:
             f"{path}: index format {version!r} is newer than this irra {irra.__version__} reads "
             f"({FORMAT_VERSION}) or not a version; upgrade irra, or rebuild the index"
         )
-    if version < FORMAT_VERSION:  # pragma: no cover - no older format exists yet
+    if version < FORMAT_VERSION and not upgrade:
         raise IndexStoreError(
-            f"{path}: index format {version} is older than this irra reads ({FORMAT_VERSION}); "
-            "rebuild the index with irra index --rebuild"
+            f"{path}: index format {version} is older than this irra searches ({FORMAT_VERSION}: "
+            f"capture times); upgrade it with `irra index --out {path.parent.parent}` (no image is "
+            "encoded again)"
         )
     problems = [
         key for key, kind in _MANIFEST_FIELDS.items() if not isinstance(manifest.get(key), kind)
@@ -146,6 +158,9 @@ class Metadata:
         uri = path.resolve().as_uri() + "?mode=ro"
         self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self._lock = threading.Lock()
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(images)")}
+        time = "time" if "time" in columns else "NULL"  # format 1 had no capture time
+        self._fields = f"path, size, mtime_ns, identity, camera, {time}"
 
     def close(self) -> None:
         """Close the database."""
@@ -162,16 +177,30 @@ class Metadata:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        sql = f"SELECT id, path, size, mtime_ns, identity, camera FROM images WHERE id IN ({marks})"
+        sql = f"SELECT id, {self._fields} FROM images WHERE id IN ({marks})"
         with self._lock:
             rows = self._conn.execute(sql, ids).fetchall()
         return {row[0]: ImageRecord(*row[1:]) for row in rows}
 
     def all(self) -> list[ImageRecord]:
         """Every record, in id order."""
-        sql = "SELECT path, size, mtime_ns, identity, camera FROM images ORDER BY id"
+        sql = f"SELECT {self._fields} FROM images ORDER BY id"
         with self._lock:
             return [ImageRecord(*row) for row in self._conn.execute(sql)]
+
+    def column(self, name: str) -> list[Any]:
+        """One column (``identity``, ``camera`` or ``time``) for every image, in id order."""
+        if name not in ("identity", "camera", "time"):
+            raise ValueError(f"unknown metadata column {name!r}")
+        with self._lock:
+            return [row[0] for row in self._conn.execute(f"SELECT {name} FROM images ORDER BY id")]
+
+    def id_range(self, prefix: str) -> tuple[int, int]:
+        """Ids ``[start, stop)`` of the images whose path starts with ``prefix`` (path order)."""
+        sql = "SELECT MIN(id), MAX(id) FROM images WHERE path >= ? AND path < ?"
+        with self._lock:
+            low, high = self._conn.execute(sql, (prefix, prefix + "\U0010ffff")).fetchone()
+        return (0, 0) if low is None else (int(low), int(high) + 1)
 
 
 def write_metadata(path: Path, records: Sequence[ImageRecord]) -> None:
@@ -180,11 +209,15 @@ def write_metadata(path: Path, records: Sequence[ImageRecord]) -> None:
     try:
         conn.execute(
             "CREATE TABLE images (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, "
-            "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, identity TEXT, camera TEXT)"
+            "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, identity TEXT, camera TEXT, "
+            "time REAL)"
         )
         conn.executemany(
-            "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)",
-            ((i, r.path, r.size, r.mtime_ns, r.identity, r.camera) for i, r in enumerate(records)),
+            "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (i, r.path, r.size, r.mtime_ns, r.identity, r.camera, r.time)
+                for i, r in enumerate(records)
+            ),
         )
         conn.commit()
     finally:
@@ -293,10 +326,14 @@ class Snapshot:
     vectors: Any
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str]) -> Snapshot:
-        """Open the live version of the index in ``directory``."""
+    def open(cls, directory: str | os.PathLike[str], *, upgrade: bool = False) -> Snapshot:
+        """Open the live version of the index in ``directory``.
+
+        Args:
+            upgrade: also open an index of an older format (to write it again).
+        """
         version = current_version(directory)
-        manifest = read_manifest(version)
+        manifest = read_manifest(version, upgrade=upgrade)
         try:
             vectors = read_vector_index(version / VECTORS)
         except (RuntimeError, OSError, ValueError) as err:  # faiss raises RuntimeError

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 INDEX_TYPES: tuple[str, ...] = ("flat", "ivf")
+#: Largest share of the index that :func:`filtered_search` gathers instead of scanning.
+SUBSET_FRACTION = 0.25
 
 
 def require_faiss() -> ModuleType:
@@ -131,3 +133,92 @@ def write_vector_index(index: Any, path: str | os.PathLike[str]) -> None:
 def read_vector_index(path: str | os.PathLike[str]) -> Any:
     """Read an index written by :func:`write_vector_index`."""
     return require_faiss().read_index(os.fspath(path))
+
+
+def stored_rows(index: Any, ids: np.ndarray) -> np.ndarray:
+    """The stored vectors of ``ids``, (n, D) float32, without copying the others.
+
+    A flat index is read in place; an ivf index is given a direct map (ids -> list positions,
+    8 bytes per vector) on first use.
+    """
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if len(ids) == 0:
+        return np.empty((0, index.d), dtype=np.float32)
+    if hasattr(index, "get_xb"):  # IndexFlat: a view of its storage
+        faiss = require_faiss()
+        flat = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)
+        return np.asarray(flat).reshape(index.ntotal, index.d)[ids]
+    if hasattr(index, "make_direct_map") and index.direct_map.type == 0:  # NoMap
+        index.make_direct_map()
+    return np.asarray(index.reconstruct_batch(ids), dtype=np.float32)
+
+
+def top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of one query's ``scores`` (n,) over ``ids`` (n,), best first.
+
+    Ties are broken by the lower id. Returns (k',) scores and (k',) ids, k' = min(k, n).
+    """
+    k = min(k, len(scores))
+    if k == 0:
+        return np.empty(0, np.float32), np.empty(0, np.int64)
+    best = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    order = np.lexsort((ids[best], -scores[best]))
+    best = best[order]
+    return scores[best].astype(np.float32), ids[best].astype(np.int64)
+
+
+def search_subset(index: Any, query: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """Exact top-``k`` of one query (D,) among the vectors ``ids`` (n,): gather, multiply, select.
+
+    Costs O(n D) whatever the index type: the fast path when a filter keeps few images.
+
+    Returns:
+        (k',) float32 scores, best first, and their (k',) int64 ids.
+    """
+    rows = stored_rows(index, ids)
+    scores = rows @ np.asarray(query, dtype=np.float32)
+    return top_k(scores, np.asarray(ids, dtype=np.int64), k)
+
+
+def search_selected(
+    index: Any, query: np.ndarray, keep: np.ndarray, k: int
+) -> tuple[np.ndarray, ...]:
+    """Exact top-``k`` of one query (D,) among the vectors whose ``keep`` (N,) bool entry is set.
+
+    FAISS skips the other vectors while it scans (an ``IDSelectorBitmap``); an ivf index scans
+    every cell, so the result is exact for both index types. Costs about one unfiltered exact
+    scan: the path when a filter keeps many images.
+
+    Returns:
+        (k',) float32 scores, best first, and their (k',) int64 ids, k' = min(k, keep.sum()).
+    """
+    faiss = require_faiss()
+    k = min(int(k), int(np.count_nonzero(keep)))
+    if k == 0:
+        return np.empty(0, np.float32), np.empty(0, np.int64)
+    bits = np.packbits(np.asarray(keep, dtype=bool), bitorder="little")
+    selector = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bits))
+    if hasattr(index, "nlist"):
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=int(index.nlist))
+    else:
+        params = faiss.SearchParameters(sel=selector)
+    query = np.ascontiguousarray(np.asarray(query, dtype=np.float32)[None])
+    scores, ids = index.search(query, k, params=params)
+    found = ids[0] >= 0
+    return scores[0][found], ids[0][found]
+
+
+def filtered_search(
+    index: Any, query: np.ndarray, keep: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` of one query (D,) among the vectors ``keep`` (N,) bool lets through.
+
+    Few kept vectors (at most :data:`SUBSET_FRACTION` of the index) are gathered and scored
+    directly (:func:`search_subset`); more are scanned by FAISS with a selector
+    (:func:`search_selected`). Either way the cost stays below about one exact scan of the whole
+    index, and k results come back whenever k vectors pass.
+    """
+    ids = np.flatnonzero(keep)
+    if len(ids) <= SUBSET_FRACTION * max(1, index.ntotal):
+        return search_subset(index, query, ids, k)
+    return search_selected(index, query, keep, k)

@@ -8,7 +8,7 @@ Layout (``FORMAT`` is ``onnx`` or ``torchscript``)::
     EXPORT/bpe_simple_vocab_16e6.txt.gz  the tokenizer's BPE merges (CLIP's, MIT)
 
 Features are the model's global features, not normalised (equal to ``IRRA.encode_image`` and
-``IRRA.encode_text``). ``fingerprint`` is :func:`irra.retrieval.model_fingerprint` of the model
+``IRRA.encode_text``). ``fingerprint`` is :func:`irra.inference.model_fingerprint` of the model
 that was exported, so an index built with it, by any engine, accepts the export and vice versa.
 This module does not import PyTorch.
 """

@@ -1,4 +1,4 @@
-"""Encoding gallery images and text queries into the joint embedding space of one IRRA model."""
+"""``TorchEncoder``: an IRRA checkpoint run with PyTorch, images and texts -> unit embeddings."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from irra.data.transforms import build_eval_transform
-from irra.engine.runtime import autocast, resolve_device, resolve_precision
+from irra.imageio import load_image
+from irra.inference.protocol import Progress
 from irra.model.irra import IRRA
-from irra.retrieval.engine import Progress
-from irra.retrieval.files import GalleryError
+from irra.runtime import autocast, resolve_device, resolve_precision
 from irra.tokenizer import tokenize
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Encoder", "Progress", "model_fingerprint"]
+__all__ = ["TorchEncoder", "model_fingerprint"]
 
 
 def model_fingerprint(model: IRRA) -> str:
@@ -43,7 +43,7 @@ def model_fingerprint(model: IRRA) -> str:
 
 
 class _ImageFiles(torch.utils.data.Dataset):
-    """Decoded, transformed images of ``paths``; a file that cannot be decoded raises."""
+    """Decoded (:func:`irra.imageio.load_image`), transformed images of ``paths``."""
 
     def __init__(self, paths: Sequence[Path], transform: Callable) -> None:
         self.paths = list(paths)
@@ -53,24 +53,16 @@ class _ImageFiles(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        path = self.paths[index]
-        try:
-            with Image.open(path) as image:
-                return self.transform(image.convert("RGB"))
-        except (OSError, UnidentifiedImageError, ValueError) as err:
-            raise GalleryError(
-                f"{path}: cannot decode this image ({err}); remove or replace the file and run "
-                "again (nothing was written)"
-            ) from err
+        return self.transform(load_image(self.paths[index]))
 
 
-class Encoder:
+class TorchEncoder:
     """An IRRA model in eval mode that turns images and texts into unit-length embeddings.
 
-    The ``torch`` engine of :func:`irra.retrieval.engine.open_engine`.
+    The ``torch`` engine of :func:`irra.inference.open_encoder`.
 
     Example:
-        >>> encoder = Encoder.from_checkpoint("runs/demo/model")
+        >>> encoder = TorchEncoder.from_checkpoint("runs/demo/model")
         >>> encoder.encode_texts(["a man in a black jacket"]).shape
         (1, 64)
     """
@@ -90,7 +82,7 @@ class Encoder:
     @classmethod
     def from_checkpoint(
         cls, path: str | os.PathLike[str], *, device: str = "auto", precision: str = "auto"
-    ) -> Encoder:
+    ) -> TorchEncoder:
         """Load any checkpoint :func:`irra.load_model` reads (irra model, run checkpoint ...)."""
         from irra.model import load_model
 
@@ -141,7 +133,7 @@ class Encoder:
             progress: ``progress(done, total)`` after each batch.
 
         Raises:
-            GalleryError: a file that cannot be decoded (named in the message).
+            ImageDecodeError: a file that cannot be decoded (named in the message).
         """
         total = len(paths)
         out = np.empty((total, self.dim), dtype=np.float32)
@@ -162,6 +154,16 @@ class Encoder:
             if progress is not None:
                 progress(done, total)
         return out
+
+    @torch.inference_mode()
+    def encode_pictures(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """N decoded RGB PIL images -> (N, D) float32, L2-normalised rows."""
+        if not images:
+            return np.empty((0, self.dim), dtype=np.float32)
+        batch = torch.stack([self.transform(image) for image in images]).to(self.device)
+        with autocast(self.device, self.precision):
+            feats = self.model.encode_image(batch)
+        return _unit_rows(feats)
 
 
 def _unit_rows(feats: torch.Tensor) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 With an ONNX export the whole path (PIL + numpy preprocessing, :mod:`irra.bpe` tokenisation,
 ONNX Runtime) runs without PyTorch; a TorchScript export runs with ``torch.jit.load`` (PyTorch,
-but not irra's model code). Embeddings equal :class:`irra.retrieval.Encoder`'s up to float
+but not irra's model code). Embeddings equal :class:`irra.inference.TorchEncoder`'s up to float
 rounding, and :attr:`ExportedEncoder.fingerprint` is the exported model's, so indexes built by
 either engine accept the other.
 """
@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from irra.bpe import Tokenizer, token_ids
-from irra.deploy.bundle import ExportBundle, ExportError, read_bundle
-from irra.deploy.preprocess import load_image
+from irra.inference.bundle import ExportBundle, ExportError, read_bundle
+from irra.inference.pixels import load_pixels, preprocess_image
+from irra.inference.protocol import Progress, unit_rows
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 #: Runs one encoder: (B, ...) numpy input -> (B, D) float32 features.
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -86,7 +87,7 @@ def torchscript_runner(path: Path, threads: int | None = None) -> Runner:
 class ExportedEncoder:
     """Images and texts -> unit-length embeddings with the encoders of an export directory.
 
-    Same interface as :class:`irra.retrieval.Encoder` (``encode_texts``, ``encode_images``,
+    Same interface as :class:`irra.inference.TorchEncoder` (``encode_texts``, ``encode_images``,
     ``dim``, ``fingerprint``, ``source``), so indexes and retrievers take either.
 
     Example:
@@ -145,7 +146,7 @@ class ExportedEncoder:
 
     @property
     def fingerprint(self) -> str:
-        """The exported model's :func:`irra.retrieval.model_fingerprint`."""
+        """The exported model's :func:`irra.inference.model_fingerprint`."""
         return self.bundle.fingerprint
 
     @property
@@ -183,14 +184,14 @@ class ExportedEncoder:
             progress: ``progress(done, total)`` after each batch.
 
         Raises:
-            GalleryError: a file that cannot be decoded (named in the message).
+            ImageDecodeError: a file that cannot be decoded (named in the message).
         """
         total = len(paths)
         out = np.empty((total, self.dim), dtype=np.float32)
         size, mean, std = self.bundle.image_size, self.bundle.mean, self.bundle.std
 
         def load(path: str | os.PathLike[str]) -> np.ndarray:
-            return load_image(path, size, mean, std)
+            return load_pixels(path, size, mean, std)
 
         pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else None
         try:
@@ -206,9 +207,10 @@ class ExportedEncoder:
                 pool.shutdown()
         return out
 
-
-def unit_rows(feats: np.ndarray) -> np.ndarray:
-    """(N, D) -> float32 rows of unit length (zero rows stay zero)."""
-    feats = np.asarray(feats, dtype=np.float32)
-    norms = np.linalg.norm(feats, axis=1, keepdims=True)
-    return feats / np.maximum(norms, np.float32(1e-12))
+    def encode_pictures(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """N decoded RGB PIL images -> (N, D) float32, L2-normalised rows."""
+        if not images:
+            return np.empty((0, self.dim), dtype=np.float32)
+        size, mean, std = self.bundle.image_size, self.bundle.mean, self.bundle.std
+        pixels = np.stack([preprocess_image(image, size, mean, std) for image in images])
+        return unit_rows(self.encode_pixels(pixels))
