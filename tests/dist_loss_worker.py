@@ -70,7 +70,7 @@ def main(out: Path) -> None:
     import torch.distributed as dist
 
     from irra.engine.distributed import distributed_session, mean_over_processes, wrap_ddp
-    from irra.objectives import compute_losses
+    from irra.methods.irra import compute_losses
 
     torch.set_num_threads(1)
     results = {}
@@ -81,7 +81,9 @@ def main(out: Path) -> None:
             model = make_model(loss_names)
             ddp = wrap_ddp(model, torch.device("cpu"))
             batch = {k: v[rows] for k, v in make_batch(shared).items()}
-            losses = compute_losses(ddp, batch, dist_ctx=ctx, global_batch=global_batch)
+            losses = compute_losses(
+                ddp, batch, masked_global_text=shared, dist_ctx=ctx, global_batch=global_batch
+            )
             losses["loss"].backward()
             results[name] = {
                 "losses": {k: float(v) for k, v in mean_over_processes(losses, ctx).items()},

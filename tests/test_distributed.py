@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from irra.engine.distributed import DistContext, all_gather_rows, bare_module, shard_range
-from irra.objectives import compute_losses
+from irra.methods.irra import compute_losses
 
 HERE = Path(__file__).parent
 
@@ -58,7 +58,7 @@ def single_process(case: str, halves: int = 1) -> tuple[dict[str, float], dict[s
     sums: dict[str, float] = {}
     for h in range(halves):
         piece = {k: v[h * part : (h + 1) * part] for k, v in batch.items()}
-        losses = compute_losses(model, piece)
+        losses = compute_losses(model, piece, masked_global_text=shared)
         (losses["loss"] / halves).backward()
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) / halves

@@ -1,0 +1,126 @@
+"""The RDE method end to end: training with noisy pairs, the division's log, bad settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from irra.config import load_config
+from irra.data.synth import generate_synthpedes
+from irra.engine.run import RunError, train
+from irra.methods import MethodError
+
+TINY = [
+    "model.arch=custom",
+    "model.method=rde",
+    "model.image_size=[32,16]",
+    "model.patch_size=8",
+    "model.stride_size=8",
+    "model.stem_channels=[8]",
+    "model.embed_dim=32",
+    "model.vision_width=64",
+    "model.vision_layers=1",
+    "model.text_width=64",
+    "model.text_layers=1",
+    "model.context_length=48",
+    "model.vocab=train",
+    "model.tse_dim=16",
+    "loss.names=[bge,tse]",
+    "loss.temperature=0.05",
+    "data.text_length=48",
+    "data.batch_size=8",
+    "data.eval_batch_size=32",
+    "data.num_workers=0",
+    "optim.lr=1e-3",
+    "optim.warmup_epochs=0",
+    "train.device=cpu",
+    "train.report=false",
+    "train.tensorboard=false",
+]
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    generate_synthpedes(
+        root / "CUHK-PEDES",
+        num_ids=20,
+        images_per_id=2,
+        captions_per_image=2,
+        image_size=(64, 32),
+        split_fractions=(0.6, 0.2, 0.2),
+    )
+    return root
+
+
+def test_rde_trains_on_noisy_pairs_and_logs_the_division(synth_root: Path, tmp_path: Path) -> None:
+    config = load_config(
+        "synth", [*TINY, f"data.root={synth_root}", "train.epochs=2", "data.noise_rate=0.5"]
+    )
+    result = train(config, tmp_path / "run")
+    noise = np.load(tmp_path / "run" / "noise_index.npy")
+    num_pairs = 12 * 2 * 2  # 60% of 20 ids, 2 images, 2 captions
+    assert noise.shape == (num_pairs,)
+    assert np.array_equal(np.sort(noise), np.arange(num_pairs))
+    corrupted = int((noise != np.arange(num_pairs)).sum())
+    assert 0 < corrupted <= num_pairs // 2
+    log = (tmp_path / "run" / "log.jsonl").read_text()
+    records = [json.loads(line) for line in log.splitlines()]
+    assert len(records) == 2
+    for record in records:
+        assert 0 <= record["division/clean_precision"] <= 100
+        assert 0 <= record["division/clean_recall"] <= 100
+        assert record["bge"] >= 0 and record["tse"] >= 0
+    assert set(result.metrics) == {"R1", "R5", "R10", "mAP", "mINP"}
+    saved = json.loads((tmp_path / "run" / "model" / "irra.json").read_text())
+    assert saved["config"]["loss_names"] == ["bge", "tse"]
+    assert saved["metadata"]["method"] == "rde"
+
+
+def test_rde_scores_are_the_mean_of_the_two_cosines(synth_root: Path) -> None:
+    from irra.engine.run import build_model_from_config
+
+    config = load_config("synth", [*TINY, "model.vocab=full"])
+    torch.manual_seed(0)
+    model = build_model_from_config(config, num_classes=12).eval()
+    images = torch.randn(3, 3, 32, 16)
+    ids = torch.zeros(2, 48, dtype=torch.long)
+    ids[0, :5] = torch.tensor([49406, 320, 1929, 530, 49407])
+    ids[1, :4] = torch.tensor([49406, 320, 2308, 49407])
+    with torch.no_grad():
+        score = model.encode_text(ids) @ model.encode_image(images).T
+        ig, it = model.encode_image_parts(images)
+        tg, tt = model.encode_text_parts(ids)
+    cos = torch.nn.functional.cosine_similarity
+    expected = (cos(tg[:, None], ig[None], dim=-1) + cos(tt[:, None], it[None], dim=-1)) / 2
+    torch.testing.assert_close(score, expected)
+    assert model.embed_dim == 32 + 16
+
+
+@pytest.mark.parametrize(
+    "setting,error,match",
+    [
+        ("model.method=nope", MethodError, "valid: irra, rde"),
+        ("loss.names=[sdm,tse]", MethodError, r"\['sdm'\] not losses of method 'rde'"),
+        ("data.noise_rate=1.0", RunError, r"in \[0, 1\)"),
+        ("data.noise_rate=-0.1", RunError, r"in \[0, 1\)"),
+    ],
+)
+def test_bad_method_settings_fail_early(synth_root, tmp_path, setting, error, match) -> None:
+    config = load_config("synth", [*TINY, f"data.root={synth_root}", "train.epochs=1", setting])
+    with pytest.raises(error, match=match):
+        train(config, tmp_path / "run")
+
+
+def test_a_noise_index_for_another_dataset_size_is_refused(synth_root, tmp_path) -> None:
+    index = tmp_path / "CUHK-PEDES_0.2.npy"
+    np.save(index, np.arange(68126))
+    config = load_config(
+        "synth", [*TINY, f"data.root={synth_root}", "train.epochs=1", f"data.noise_index={index}"]
+    )
+    with pytest.raises(RunError, match="68126 entries but the training split has 48 pairs"):
+        train(config, tmp_path / "run")
