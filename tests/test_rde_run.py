@@ -124,3 +124,29 @@ def test_a_noise_index_for_another_dataset_size_is_refused(synth_root, tmp_path)
     )
     with pytest.raises(RunError, match="68126 entries but the training split has 48 pairs"):
         train(config, tmp_path / "run")
+
+
+def test_ablate_crosses_methods_and_noise_rates(synth_root: Path, tmp_path: Path) -> None:
+    from irra.cli import main
+
+    common = [o for o in TINY if not o.startswith(("model.method", "loss."))]
+    out = tmp_path / "table"
+    argv = ["ablate", "--config", "synth", "rde_synth", "--noise", "0", "0.5", "--out", str(out)]
+    extra = ["model.cmt_depth=1", "train.epochs=1", f"data.root={synth_root}"]
+    assert main([*argv, *common, *extra]) == 0
+    rows = json.loads((out / "ablation.json").read_text())
+    assert [(r["method"], r["noise"]) for r in rows] == [
+        ("irra", 0.0),
+        ("irra", 0.5),
+        ("rde", 0.0),
+        ("rde", 0.5),
+    ]
+    assert not (out / "irra_sdm_mlm_id_noise0" / "noise_index.npy").exists()
+    assert (out / "rde_bge_tse_noise0.5" / "noise_index.npy").is_file()
+    assert [d["epoch"] for d in rows[3]["division"]] == [1]
+    assert "division" not in rows[0]
+    table = (out / "ablation.md").read_text().splitlines()
+    assert table[0].startswith("| method | losses | noise | R1 |")
+    assert table[5].startswith("| rde | bge+tse | 50% | ")
+    d = rows[3]["division"][0]
+    assert table[5].endswith(f"| {d['precision']:.1f} / {d['recall']:.1f} |")

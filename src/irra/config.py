@@ -141,6 +141,9 @@ class OptimConfig:
     target_lr: float = 0.0
     grad_clip: float | None = None
     fused: bool | None = None  # None: fused on CUDA, foreach on CPU
+    # RDE's token selection heads (visul_emb_layer, texual_emb_layer): this learning rate for
+    # all their parameters (the authors: 1e-3); None applies the rules above to them too.
+    tse_lr: float | None = None
 
 
 @dataclass
