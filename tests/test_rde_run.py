@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from irra.config import load_config
 from irra.data.synth import generate_synthpedes
@@ -150,3 +151,110 @@ def test_ablate_crosses_methods_and_noise_rates(synth_root: Path, tmp_path: Path
     assert table[5].startswith("| rde | bge+tse | 50% | ")
     d = rows[3]["division"][0]
     assert table[5].endswith(f"| {d['precision']:.1f} / {d['recall']:.1f} |")
+
+
+def write_rde_checkpoint(model, folder: Path, image_size) -> Path:
+    """Save like the RDE authors' code: {'model': state_dict} in fp16 with their unused layers
+    (the image head's ``linear``, the MLPs' second batch norm) + configs.yaml of the args."""
+    folder.mkdir(parents=True)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    width, dim = state["visul_emb_layer.fc.weight"].shape
+    state["visul_emb_layer.linear.weight"] = torch.randn(width, dim).half()
+    state["visul_emb_layer.linear.bias"] = torch.zeros(width).half()
+    for head in ("visul_emb_layer", "texual_emb_layer"):
+        state[f"{head}.mlp.bns.1.weight"] = torch.ones(width)
+        state[f"{head}.mlp.bns.1.bias"] = torch.zeros(width)
+        state[f"{head}.mlp.bns.1.running_mean"] = torch.zeros(width)
+        state[f"{head}.mlp.bns.1.running_var"] = torch.ones(width)
+        state[f"{head}.mlp.bns.1.num_batches_tracked"] = torch.tensor(0)
+    torch.save({"model": state, "num_epoch": 60}, folder / "best.pth")
+    args = {
+        "img_size": tuple(image_size),
+        "stride_size": 8,
+        "loss_names": "TAL+sr0.3_tau0.015_margin0.1_n0.2",
+        "select_ratio": 0.3,
+        "tau": 0.015,
+        "margin": 0.1,
+        "temperature": 0.02,
+        "noisy_rate": 0.2,
+        "text_length": 77,
+        "pretrain_choice": "ViT-B/16",
+    }
+    (folder / "configs.yaml").write_text(yaml.dump(args))  # tuples tagged !!python/tuple
+    return folder / "best.pth"
+
+
+def tiny_rde(seed: int = 3):
+    from irra.model import CLIPConfig, TextConfig, VisionConfig, build_model
+
+    clip = CLIPConfig(
+        embed_dim=32,
+        vision=VisionConfig((48, 24), patch_size=8, stride_size=8, width=64, layers=1, heads=1),
+        text=TextConfig(context_length=77, width=64, layers=1, heads=1),
+    )
+    torch.manual_seed(seed)
+    model = build_model(clip, loss_names="bge+tse", tse_dim=24).eval()
+    with torch.no_grad():  # stored in fp16 by the authors' code: round like it
+        for param in model.parameters():
+            param.copy_(param.half().float())
+        for head in (model.visul_emb_layer, model.texual_emb_layer):
+            head.mlp.bns[0].running_mean.uniform_(-0.1, 0.1).copy_(
+                head.mlp.bns[0].running_mean.half().float()
+            )
+    return model
+
+
+def test_an_rde_checkpoint_of_the_authors_evaluates(synth_root: Path, tmp_path: Path) -> None:
+    from irra.cli import main
+    from irra.data import build_eval_loaders, build_eval_transform, read_dataset
+
+    model = tiny_rde()
+    path = write_rde_checkpoint(model, tmp_path / "rde", (48, 24))
+    out = tmp_path / "m.json"
+    argv = ["evaluate", "--checkpoint", str(path), "--dataset", "CUHK-PEDES"]
+    argv += ["--root", str(synth_root), "--json", str(out), "--workers", "0"]
+    assert main(argv) == 0
+    got = json.loads(out.read_text())
+
+    data = read_dataset("CUHK-PEDES", synth_root)
+    image_loader, text_loader = build_eval_loaders(
+        data.test, build_eval_transform((48, 24)), batch_size=5, num_workers=0, text_length=77
+    )
+    cos = torch.nn.functional.cosine_similarity
+    with torch.no_grad():
+        img = [
+            torch.cat(p)
+            for p in zip(
+                *(model.encode_image_parts(b["images"]) for b in image_loader), strict=True
+            )
+        ]
+        txt = [
+            torch.cat(p)
+            for p in zip(
+                *(model.encode_text_parts(b["caption_ids"]) for b in text_loader), strict=True
+            )
+        ]
+    sim = (
+        cos(txt[0][:, None], img[0][None], dim=-1) + cos(txt[1][:, None], img[1][None], dim=-1)
+    ) / 2
+    qpids, gpids = torch.tensor(data.test.caption_pids), torch.tensor(data.test.image_pids)
+    r1 = 100 * float((gpids[sim.argmax(dim=1)] == qpids).float().mean())
+    aps = []
+    for row, pid in zip(sim, qpids, strict=True):
+        hits = (gpids[row.argsort(descending=True, stable=True)] == pid).float()
+        precision = hits.cumsum(0) / torch.arange(1, len(hits) + 1)
+        aps.append(float((precision * hits).sum() / hits.sum()))
+    assert got["R1"] == pytest.approx(r1, abs=1e-3)
+    assert got["mAP"] == pytest.approx(100 * sum(aps) / len(aps), abs=1e-3)
+
+
+def test_an_rde_checkpoint_without_its_tse_layers_is_refused(tmp_path: Path) -> None:
+    from irra.model import load_model
+    from irra.model.checkpoint_io import WeightsError
+
+    path = write_rde_checkpoint(tiny_rde(), tmp_path / "rde", (48, 24))
+    blob = torch.load(path, weights_only=True)
+    blob["model"] = {k: v for k, v in blob["model"].items() if "texual_emb_layer" not in k}
+    torch.save(blob, path)
+    with pytest.raises(WeightsError, match="missing texual_emb_layer.linear.weight"):
+        load_model(path)
