@@ -232,13 +232,14 @@ class MultiheadAttention(nn.Module):
         """
         w_q, w_k, _ = self.in_proj_weight.chunk(3)
         b_q, b_k, _ = self.in_proj_bias.chunk(3)
-        rows = torch.arange(x.shape[0], device=x.device)
-        q = F.linear(x[rows, positions], w_q, b_q).unflatten(-1, (self.heads, -1))  # (B, H, d)
+        query = x.gather(1, positions.view(-1, 1, 1).expand(-1, 1, x.shape[-1])).squeeze(1)
+        q = F.linear(query, w_q, b_q).unflatten(-1, (self.heads, -1))  # (B, H, d)
         k = F.linear(x, w_k, b_k).unflatten(-1, (self.heads, -1))  # (B, L, H, d)
         scores = torch.einsum("bhd,blhd->bhl", q, k) * q.shape[-1] ** -0.5
         if is_causal:
             keys = torch.arange(x.shape[1], device=x.device)
-            scores = scores.masked_fill((keys[None, :] > positions[:, None])[:, None], -torch.inf)
+            later = keys.unsqueeze(0) > positions.unsqueeze(1)  # (B, L)
+            scores = scores.masked_fill(later.unsqueeze(1), -torch.inf)
         return scores.float().softmax(dim=-1).mean(dim=1)
 
     def init_weights(self, attn_std: float, proj_std: float) -> None:

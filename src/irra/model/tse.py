@@ -74,7 +74,7 @@ class ImageTokenSelection(_TokenSelection):
         scores = attention.clone()
         scores[:, 0] = -1.0  # never the class token itself
         index = scores.topk(count, dim=1).indices
-        selected = tokens.gather(1, index[..., None].expand(-1, -1, tokens.shape[-1]))
+        selected = tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
         return self.embed(selected).max(dim=1).values.float()
 
 
@@ -109,16 +109,14 @@ class TextTokenSelection(_TokenSelection):
         ``min(words, K)`` selected tokens. The other selected tokens still pass through the MLP
         (they enter its batch statistics in training, as in the authors' code).
         """
-        rows = torch.arange(ids.shape[0], device=ids.device)
         valid = ids != 0
-        scores = attention.clone()
-        scores[rows, ids.argmax(dim=-1)] = -1.0
+        scores = attention.scatter(1, ids.argmax(dim=-1, keepdim=True), -1.0)
         scores[:, 0] = -1.0
         scores = scores * valid
         count = min(self.count, ids.shape[1])
         index = scores.topk(count, dim=1).indices
-        selected = tokens.gather(1, index[..., None].expand(-1, -1, tokens.shape[-1]))
+        selected = tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
         out = self.embed(selected)  # (B, K, E)
         words = (valid.sum(dim=1) - 2).clamp(min=1, max=count)
-        keep = torch.arange(count, device=ids.device)[None, :] < words[:, None]
-        return out.masked_fill(~keep[..., None], -torch.inf).max(dim=1).values.float()
+        keep = torch.arange(count, device=ids.device).unsqueeze(0) < words.unsqueeze(1)
+        return out.masked_fill(~keep.unsqueeze(-1), -torch.inf).max(dim=1).values.float()
