@@ -165,10 +165,12 @@ class DivisionHook(Hook):
         mine = batches[ctx.rank :: ctx.world_size]
         if ctx.distributed and len(mine) < -(-len(batches) // ctx.world_size):
             mine.append(batches[0])  # every process runs as many batches (collectives)
+        data = setup.config.data
         loader = DataLoader(
             setup.train_dataset,
             batch_sampler=[[(epoch, i) for i in batch] for batch in mine],
-            num_workers=setup.config.data.num_workers,
+            # with data.cache_images, in this process: its cache then serves every epoch
+            num_workers=0 if data.cache_images else data.num_workers,
             collate_fn=collate_batch,
         )
         inner = unwrap(model)
