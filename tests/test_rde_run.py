@@ -258,3 +258,50 @@ def test_an_rde_checkpoint_without_its_tse_layers_is_refused(tmp_path: Path) -> 
     torch.save(blob, path)
     with pytest.raises(WeightsError, match="missing texual_emb_layer.linear.weight"):
         load_model(path)
+
+
+@pytest.mark.parametrize("eval_mode", [True, False])
+def test_eval_mode_training_is_the_published_behaviour(synth_root, tmp_path, eval_mode) -> None:
+    """In eval mode (the authors' published runs) batch norm never updates its statistics."""
+    from irra.model import load_model
+
+    config = load_config(
+        "synth",
+        [
+            *TINY,
+            f"data.root={synth_root}",
+            "train.epochs=1",
+            f"rde.eval_mode_training={str(eval_mode).lower()}",
+        ],
+    )
+    train(config, tmp_path / "run")
+    model = load_model(tmp_path / "run" / "model")
+    stats = model.texual_emb_layer.mlp.bns[0].running_mean
+    assert bool((stats == 0).all()) is eval_mode
+    stem = model.base_model.visual.stem[1].running_mean
+    assert bool((stem == 0).all()) is eval_mode
+
+
+def test_a_resumed_rde_run_equals_an_uninterrupted_one(synth_root, tmp_path) -> None:
+    from irra.engine.trainer import Hook
+
+    class StopAtSecondEpoch(Hook):
+        def on_epoch_start(self, trainer, epoch: int) -> None:
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    config = load_config(
+        "synth", [*TINY, f"data.root={synth_root}", "data.noise_rate=0.3", "train.epochs=2"]
+    )
+    straight = train(config, tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "b", hooks=[StopAtSecondEpoch()])
+    resumed = train(None, tmp_path / "b", resume=True)
+    assert resumed.metrics == straight.metrics
+    logs = [
+        [json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+        for run in ("a", "b")
+    ]
+    assert len(logs[1]) == 2
+    for key in ("loss", "division/clean_precision", "division/clean_recall"):
+        assert [r[key] for r in logs[0]] == [r[key] for r in logs[1]], key

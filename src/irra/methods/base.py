@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from irra.config import Config
+from irra.config import Config, ConfigError
 from irra.engine.distributed import DistContext
 from irra.engine.trainer import Hook, LossFn
 
 
-class MethodError(ValueError):
+class MethodError(ConfigError):
     """An unknown method, or settings the method does not have; the message lists valid ones."""
 
 
