@@ -194,6 +194,8 @@ def test_losses_the_model_cannot_compute_are_refused():
         compute_losses(model, make_batch(), masked_global_text=False, loss_names="sdm+mlm")
     with pytest.raises(ValueError, match="'id'"):
         compute_losses(model, make_batch(), masked_global_text=False, loss_names="sdm+id")
+    with pytest.raises(ValueError, match=r"\['tse'\] are not IRRA losses"):
+        compute_losses(model, make_batch(), masked_global_text=False, loss_names="sdm+tse")
 
 
 def test_losses_are_computed_in_float32_under_autocast():

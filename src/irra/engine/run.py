@@ -11,6 +11,10 @@ The run folder holds everything a run writes::
     metrics.json       the final test metrics of the selected model (percent)
     report/            training curves, CMC curve, retrieval grid and ``report.html``
     skipped_entries.json   bad dataset entries, when ``data.on_bad_entry=skip`` skipped any
+    noise_index.npy    the corrupted training pairs, with ``data.noise_rate`` / ``noise_index``
+
+The method (``model.method``, :mod:`irra.methods`) supplies the objective, its per-epoch hooks
+and the module mode of the training epochs.
 """
 
 from __future__ import annotations

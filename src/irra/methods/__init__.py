@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+from irra.methods import irra as irra_method
 from irra.methods import rde
 from irra.methods.base import Method, MethodError, MethodSetup
 from irra.methods.irra import compute_losses
@@ -32,7 +33,7 @@ METHODS: dict[str, Method] = {
     "irra": Method(
         name="irra",
         description="IRRA (CVPR 2023): SDM + implicit relation reasoning (MLM) + ID",
-        losses=("sdm", "itc", "cmpm", "id", "mlm"),
+        losses=irra_method.LOSSES,
         build_objective=_irra_objective,
     ),
     "rde": Method(

@@ -15,6 +15,8 @@ from irra import losses
 from irra.engine.distributed import DistContext, all_gather_rows, gather_with_grad, mean_share
 from irra.model.irra import IRRA, IRRAOutput, parse_loss_names
 
+#: The losses of the IRRA method.
+LOSSES = ("sdm", "itc", "cmpm", "id", "mlm")
 #: Losses of pairs of samples (similarities within the batch): they see the gathered global batch.
 PAIRWISE_LOSSES = ("sdm", "itc", "cmpm")
 
@@ -75,6 +77,9 @@ def compute_losses(
     names = config.loss_names if loss_names is None else parse_loss_names(loss_names)
     mlm_weight = config.mlm_loss_weight if mlm_weight is None else mlm_weight
     id_weight = config.id_loss_weight if id_weight is None else id_weight
+    others = [n for n in names if n not in LOSSES]
+    if others:
+        raise ValueError(f"{others} are not IRRA losses; valid: {', '.join(LOSSES)}")
     if "id" in names and irra_model.classifier is None:
         raise ValueError("the 'id' loss needs a model built with 'id' in loss_names")
     if "mlm" in names and not irra_model.has_mlm:
