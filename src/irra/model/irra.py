@@ -81,6 +81,12 @@ class IRRAConfig:
             raise ValueError(f"cmt_depth must be >= 1, got {self.cmt_depth}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        rde, irra = {"bge", "tse"}, set(self.loss_names) - {"bge", "tse"}
+        if rde & set(self.loss_names) and irra:
+            raise ValueError(
+                f"loss_names {list(self.loss_names)} mix RDE's (bge, tse) and IRRA's losses; "
+                "a model is trained by one method"
+            )
         if not 0 < self.select_ratio <= 1 or self.tse_dim < 2:
             raise ValueError(
                 f"select_ratio must be in (0, 1] and tse_dim >= 2, got {self.select_ratio} and "
