@@ -66,8 +66,8 @@ class ModelConfig:
 class LossConfig:
     """Which objectives train the model and how they are weighted (total = sum)."""
 
-    names: tuple[str, ...] = ("sdm", "mlm", "id")
-    temperature: float = 0.02
+    names: tuple[str, ...] = ("sdm", "mlm", "id")  # a subset of the method's losses
+    temperature: float = 0.02  # SDM / ITC (logit scale 1 / temperature); RDE: TAL's tau
     mlm_weight: float = 1.0
     id_weight: float = 1.0
     # With several processes: True computes every loss on the global batch (features gathered
