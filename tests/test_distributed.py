@@ -96,6 +96,18 @@ def test_per_process_setting_averages_the_losses_of_each_part(two_process_step):
         assert_same_step(two_process_step[rank]["per_process"], losses, grads)
 
 
+def test_rde_with_two_processes_equals_one_process(two_process_step):
+    worker = _worker()
+    model = worker.make_rde_model().eval()
+    losses = worker.rde_objective()(model, worker.make_rde_batch())
+    losses["loss"].backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    values = {k: float(v) for k, v in losses.items()}
+    assert 0 < values["clean_share"] < 1 and values["bge"] > 0 and values["tse"] > 0
+    for rank in range(2):
+        assert_same_step(two_process_step[rank]["rde"], values, grads)
+
+
 def test_one_process_helpers_are_identities():
     ctx = DistContext()
     x = torch.randn(5, 3)
