@@ -104,8 +104,9 @@ class DivisionHook(Hook):
         objective: the :class:`RDEObjective` whose weights are set.
         setup: the run's :class:`~irra.methods.base.MethodSetup`.
         settings: the mixtures' EM settings.
-        eval_mode_training: leave the model in eval mode after the pass (the authors'
-            published runs); the trainer is told so it keeps that mode for the epoch.
+
+    The pass runs in eval mode; the trainer then sets the mode of the epoch
+    (``rde.eval_mode_training``: eval mode, as the authors' published runs, or train mode).
     """
 
     def __init__(
@@ -113,12 +114,10 @@ class DivisionHook(Hook):
         objective: RDEObjective,
         setup: MethodSetup,
         settings: MixtureSettings,
-        eval_mode_training: bool,
     ) -> None:
         self.objective = objective
         self.setup = setup
         self.settings = settings
-        self.eval_mode_training = eval_mode_training
         self.scores: dict[str, float] = {}
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
@@ -176,21 +175,13 @@ class DivisionHook(Hook):
         inner = unwrap(model)
         inner.eval()
         total = {name: torch.zeros(size) for name in LOSSES}
-        objective = RDEObjective(
-            self.objective.loss_names,
-            temperature=self.objective.temperature,
-            margin=self.objective.margin,
-            dist_ctx=ctx,
-        )
         for batch in loader:
             batch = {k: v.to(setup.device, non_blocking=True) for k, v in batch.items()}
             with autocast(setup.device, setup.precision):
-                out = objective.per_sample(inner, batch)
+                out = self.objective.per_sample(inner, batch)  # unweighted
             index = out.pop("index").cpu()
             for name, value in out.items():
                 total[name][index] = value.float().cpu()
-        if not self.eval_mode_training:
-            inner.train()
         names = self.objective.loss_names
         loss_a = total[names[0]].numpy()
         loss_b = total[names[-1]].numpy()
@@ -209,4 +200,4 @@ def build_hooks(setup: MethodSetup, objective: Any) -> list[Hook]:
     """RDE's per-epoch consensus division."""
     rde = setup.config.rde
     settings = MixtureSettings(rde.gmm_max_iter, rde.gmm_tol, rde.gmm_reg_covar)
-    return [DivisionHook(objective, setup, settings, rde.eval_mode_training)]
+    return [DivisionHook(objective, setup, settings)]
