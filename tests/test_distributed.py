@@ -102,7 +102,7 @@ def test_rde_with_two_processes_equals_one_process(two_process_step):
     losses = worker.rde_objective()(model, worker.make_rde_batch())
     losses["loss"].backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    values = {k: float(v) for k, v in losses.items()}
+    values = {k: float(v.detach()) for k, v in losses.items()}
     assert 0 < values["clean_share"] < 1 and values["bge"] > 0 and values["tse"] > 0
     for rank in range(2):
         assert_same_step(two_process_step[rank]["rde"], values, grads)
