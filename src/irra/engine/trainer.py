@@ -66,6 +66,8 @@ class Trainer:
         dist_ctx: the process group of a multi-process run (``model`` is then wrapped in DDP and
             ``loss_fn`` returns each process's share); logged values are averaged over processes
             and ``batch_size`` is the global batch.
+        train_mode: the module mode of the training epochs; False trains in eval mode (RDE's
+            published behaviour, see ``rde.eval_mode_training``).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Trainer:
         grad_clip: float | None = None,
         hooks: Sequence[Hook] = (),
         dist_ctx: DistContext | None = None,
+        train_mode: bool = True,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -94,6 +97,7 @@ class Trainer:
         self.grad_clip = grad_clip
         self.hooks = list(hooks)
         self.dist_ctx = dist_ctx or DistContext()
+        self.train_mode = train_mode
         self.scaler = make_grad_scaler(device, precision)
         self.state = TrainState()
         self.stop_requested = False
@@ -174,7 +178,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Run one epoch; returns the sample-weighted mean of every logged quantity."""
-        self.model.train()
+        self.model.train(self.train_mode)
         # The sampler's order and the per-sample augmentation and masking derive from the epoch.
         seen: list[Any] = []
         for name in ("batch_sampler", "sampler", "dataset"):
