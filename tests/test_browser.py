@@ -121,7 +121,15 @@ def test_the_page_searches_by_text_similar_photo_and_camera(tmp_path, chromium):
         expected = [p for p, _ in ranking if cameras[p] == "hall"][:5]
         assert [items.nth(i).get_attribute("data-path") for i in range(5)] == expected
 
+        # Back again: the upload search, its photo kept in memory (a link cannot hold it).
+        page.go_back()
+        page.wait_for_function(
+            f"() => document.querySelector('#results li')?.dataset.path === {photo!r}"
+        )
+        assert page.locator("#query-image").is_visible() and "photo=upload" in page.url
+
         page.fill("#query", "   ")
+        page.click("#remove-image")
         page.select_option("#camera", [])
         page.keyboard.press("Enter")
         assert "Type a description" in page.locator("#status").inner_text()
