@@ -227,6 +227,10 @@ BAD_JSON = {
     "folder leaving the gallery": ({"query": QUERY, "under": "a/../../b"}, 422, "leaves"),
     "min score above 1": ({"query": QUERY, "min_score": 2}, 422, "min_score"),
     "unknown field": ({"query": QUERY, "colour": "red"}, 422, "colour"),
+    "negative id in an object": (
+        {"similar": [{"id": -1}]}, 422, "similar.0.id: Input should be greater than or equal to 0",
+    ),
+    "text not a string": ({"query": QUERY, "not": [5]}, 422, "not.0: Input should be a valid str"),
 }  # fmt: skip
 
 
@@ -247,6 +251,7 @@ def test_bad_upload_requests_get_a_4xx_with_a_message(client):
         (dict(files={"image": ("q.png", png)}, data={"k": "ten"}), 422, "k"),
         (dict(files={"image": ("q.png", png)}, data={"similar": str(COUNT + 5)}), 404, "no image"),
         (dict(files={"image": ("q.png", png)}, data={"k": ["1", "2"]}), 422, "once"),
+        (dict(files={"image": ("q.png", png)}, data={"image_weight": ["1", "2"]}), 422, "one per"),
         (dict(files={"image": ("q.png", png), "query": ("t.txt", b"red")}), 422, "not a file"),
     ]
     for kwargs, status, words in cases:

@@ -105,12 +105,12 @@ def create_app(retriever: Retriever) -> FastAPI:
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        cap = MAX_UPLOAD_BYTES if request.url.path == "/api/search/upload" else MAX_BODY_BYTES
+        upload = request.url.path == "/api/search/upload"
+        cap = MAX_UPLOAD_BYTES if upload else MAX_BODY_BYTES
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > cap):
-            if request.url.path == "/api/search/upload":
-                return JSONResponse({"detail": UploadTooLarge().detail}, status_code=413)
-            return JSONResponse({"detail": f"request body larger than {cap} bytes"}, 413)
+            detail = UploadTooLarge().detail if upload else f"request body larger than {cap} bytes"
+            return JSONResponse({"detail": detail}, status_code=413)
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
@@ -201,7 +201,11 @@ def create_app(retriever: Retriever) -> FastAPI:
         ``k``. The pictures are decoded in memory and never stored.
         """
         fields, images = await read_upload(request)
-        return await run_in_threadpool(run_search, fields.to_query(images), fields)
+        try:
+            query = fields.to_query(images)
+        except QueryError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from err
+        return await run_in_threadpool(run_search, query, fields)
 
     @app.get(
         "/api/images/{image_id}",

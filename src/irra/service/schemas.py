@@ -24,6 +24,7 @@ from irra.retrieval.query import (
     MAX_WEIGHT,
     ImagePart,
     Query,
+    QueryError,
     SearchFilter,
     SimilarPart,
     TextPart,
@@ -125,6 +126,7 @@ class _Fields(BaseModel):
         return SearchFilter(self.camera, self.identity, self.after, self.before, self.under)
 
     def text_part(self) -> TextPart | None:
+        """The description with its weight, or None."""
         return None if self.query is None else TextPart(self.query, self.query_weight)
 
 
@@ -138,7 +140,6 @@ class SearchRequest(_Fields):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
-        populate_by_name=True,
         json_schema_extra={
             "anyOf": [
                 {"required": ["query"]},
@@ -170,7 +171,7 @@ class UploadFields(_Fields):
     ``image_weight``: one per image, in order).
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
     similar: list[ImageId] = Field([], max_length=MAX_PARTS, description="indexed image ids")
     not_: list[Text] = Field([], alias="not", max_length=MAX_PARTS, description="negative texts")
     image_weight: list[Weight] = Field(
@@ -178,11 +179,20 @@ class UploadFields(_Fields):
     )
 
     def to_query(self, images: list[tuple[bytes, str]]) -> Query:
-        """The :class:`Query` of these fields and the uploaded ``(bytes, file name)`` images."""
+        """The :class:`Query` of these fields and the uploaded ``(bytes, file name)`` images.
+
+        Raises:
+            QueryError: more image weights than images.
+        """
+        if len(self.image_weight) > len(images):
+            raise QueryError(
+                f"{len(self.image_weight)} image_weight values for {len(images)} image(s); give "
+                "at most one per image, in the order of the images"
+            )
         weights = self.image_weight + [1.0] * (len(images) - len(self.image_weight))
         parts = tuple(
-            ImagePart(data, weight, name=f"upload {name!r}")
-            for (data, name), weight in zip(images, weights, strict=False)
+            ImagePart(data, weight, name=f"upload {name[:100]!r}")
+            for (data, name), weight in zip(images, weights, strict=True)
         )
         return Query(self.text_part(), parts, tuple(self.similar), tuple(self.not_))
 
@@ -237,9 +247,21 @@ class Problem(BaseModel):
 
 
 def error_message(errors: Sequence[Any]) -> str:
-    """One readable sentence for pydantic's errors: ``field: what is wrong; ...``."""
-    text = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ())) or 'body'}: {e.get('msg', 'invalid')}"
-        for e in errors
-    )
-    return text or "invalid request"
+    """One readable sentence for pydantic's errors: ``field: what is wrong; ...``.
+
+    A value that may be a plain value or an object (``similar``, ``not``) fails both ways; only
+    the way that matches what was sent is reported (the object's fields for an object).
+    """
+    parts = []
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        loc = loc[1:] if loc[:1] == ("body",) else loc  # FastAPI's request-body prefix
+        names = [str(p) for p in loc if isinstance(p, int) or str(p).isidentifier()]
+        tags = [p for p in loc if isinstance(p, str) and not p.isidentifier()]
+        models = [p for p in names if p[:1].isupper()]  # a union branch named by its model
+        sent_object = isinstance(error.get("input"), dict)
+        if error.get("type") == "model_type" or (sent_object and tags and not models):
+            continue  # the other branch of the union says what is wrong
+        where = ".".join(p for p in names if not p[:1].isupper()) or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(dict.fromkeys(parts)) or "invalid request"
