@@ -130,6 +130,8 @@ class TrainConfig:
     tensorboard: bool = True
     report: bool = True
     compile: bool = False
+    # CPU threads of each training process. None: torch's default (OMP_NUM_THREADS or the
+    # cores), capped on CPU at cores / processes on this machine when several processes train.
     threads: int | None = None
 
 

@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from irra.cli.progress import TrainProgressHook, bar, counter
     from irra.config import ConfigError, load_config
     from irra.data import DatasetError
-    from irra.engine.run import METRICS_FILE, RunError, train
+    from irra.engine import run_files
+    from irra.engine.run import RunError, train
     from irra.fileio import atomic_write_text
     from irra.model import parse_loss_names
 
@@ -65,19 +66,19 @@ def run(args: argparse.Namespace) -> int:
             run_dir = out / label.replace("+", "_")
             config = load_config(args.config, [*overrides, f"loss.names=[{','.join(names)}]"])
             config.data.root = str(Path(config.data.root).expanduser().resolve())
-            if (run_dir / METRICS_FILE).is_file():
+            if run_files.is_finished(run_dir):
                 logger.info("%s: finished earlier, reusing %s", label, run_dir)
             else:
                 logger.info("ablation variant %s -> %s", label, run_dir)
                 train(
                     config,
                     run_dir,
-                    resume=(run_dir / "last.pt").is_file(),
+                    resume=(run_dir / run_files.LAST).is_file(),
                     hooks=[TrainProgressHook()],
                     progress=bar,
                     check_progress=counter("checking images"),
                 )
-            metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+            metrics = json.loads((run_dir / run_files.METRICS).read_text(encoding="utf-8"))
             rows.append({"losses": label, **metrics})
     except (ConfigError, DatasetError, RunError, ValueError) as err:
         logger.error("%s", err)
@@ -95,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
 def ablation_table(rows: list[dict]) -> str:
     """A Markdown table: one row per loss combination, test metrics in percent."""
-    keys = ("R1", "R5", "R10", "mAP", "mINP")
+    from irra.metrics import METRIC_KEYS as keys
+
     lines = [
         "| losses | " + " | ".join(keys) + " |",
         "|---|" + "---:|" * len(keys),

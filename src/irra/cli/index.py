@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irra index``; returns the exit status."""
-    from irra.cli.bars import counter
+    from irra.cli.progress import counter
     from irra.retrieval import GalleryError, IndexStoreError, build_index, open_engine, read_labels
     from irra.retrieval.store import Snapshot, is_index
 

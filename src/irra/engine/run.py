@@ -1,16 +1,6 @@
 """A whole training run from a :class:`~irra.config.Config`: data, model, loop, test, report.
 
-The run folder holds everything a run writes::
-
-    config.yaml        the resolved config (``irra train --resume`` reads it back)
-    train.log          the log of every session of the run
-    log.jsonl          one line per epoch: losses, learning rate, evaluation metrics
-    tb/                TensorBoard scalars
-    last.pt, best.pt   training checkpoints (model, optimiser, schedule, RNG, sampler, config)
-    model/             the selected model in irra's format (``irra evaluate --checkpoint``)
-    metrics.json       the final test metrics of the selected model (percent)
-    report/            training curves, CMC curve, retrieval grid and ``report.html``
-    skipped_entries.json   bad dataset entries, when ``data.on_bad_entry=skip`` skipped any
+What the run folder holds is described in :mod:`irra.engine.run_files`.
 """
 
 from __future__ import annotations
@@ -27,7 +17,9 @@ from typing import Any
 import torch
 
 from irra.config import Config, ConfigError, load_config, save_config
+from irra.engine import run_files
 from irra.engine.checkpoint import CheckpointError, load_checkpoint
+from irra.engine.cpu_threads import set_process_threads
 from irra.engine.distributed import (
     DistContext,
     broadcast_object,
@@ -38,17 +30,15 @@ from irra.engine.distributed import (
 from irra.engine.evaluation import EncodedSet, encode_split, gather_encoded, split_metrics
 from irra.engine.hooks import CheckpointHook, EvalHook, JsonlLogHook, TensorBoardHook
 from irra.engine.optim import build_optimizer, build_scheduler
-from irra.engine.report import METRIC_KEYS, grid_rows, write_report
+from irra.engine.report import grid_rows, write_report
 from irra.engine.runtime import resolve_device, resolve_precision
 from irra.engine.trainer import Hook, Trainer
 from irra.fileio import atomic_write_text
+from irra.metrics import METRIC_KEYS
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[Iterable, str, int], Iterable]
-
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.json"
 
 
 class RunError(RuntimeError):
@@ -154,25 +144,27 @@ def prepare_run_dir(
     """
     run_dir = Path(out).expanduser()
     if resume:
-        saved = run_dir / CONFIG_FILE
+        saved = run_dir / run_files.CONFIG
         if not saved.is_file():
-            raise RunError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start a new run")
+            raise RunError(f"{run_dir}: nothing to resume (no {run_files.CONFIG}); start a new run")
         if os.environ.get("RANK", "0") == "0":  # the only writer of the folder
             _remove_partial_writes(run_dir)
         config = config if config is not None else load_config(saved)
-        if not (run_dir / "last.pt").is_file():
+        if not (run_dir / run_files.LAST).is_file():
             logger.warning(
-                "%s: no last.pt yet (the run stopped before its first epoch ended); "
-                "starting it again from the beginning with its config.yaml",
+                "%s: no %s yet (the run stopped before its first epoch ended); "
+                "starting it again from the beginning with its %s",
                 run_dir,
+                run_files.LAST,
+                run_files.CONFIG,
             )
             return run_dir, config, False
         return run_dir, config, True
     if config is None:
         raise ValueError("a new run needs a config")
-    if (run_dir / "last.pt").exists():
+    if (run_dir / run_files.LAST).exists():
         raise RunError(
-            f"{run_dir} already holds a run (last.pt). Continue it with "
+            f"{run_dir} already holds a run ({run_files.LAST}). Continue it with "
             f"'irra train --resume {run_dir}', or choose another --out"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +244,7 @@ def train(
                 progress=None,
                 check_progress=None,
             )
-        with _LogFile(run_dir / "train.log"):
+        with _LogFile(run_dir / run_files.TRAIN_LOG):
             return _train(
                 config,
                 run_dir,
@@ -297,9 +289,8 @@ def _train(
 
     cfg_t, cfg_d, cfg_m = config.train, config.data, config.model
     if ctx.is_main:
-        save_config(config, run_dir / CONFIG_FILE)
-    if cfg_t.threads:
-        torch.set_num_threads(cfg_t.threads)
+        save_config(config, run_dir / run_files.CONFIG)
+    set_process_threads(cfg_t.threads, device.type, warn=ctx.local_rank == 0)
     precision = resolve_precision(cfg_t.precision, device)
     logger.info(
         "%s run in %s on %s (%s), torch %s, world size %d (%s), %d CPU threads per process",
@@ -431,9 +422,10 @@ def _train(
     # Every process evaluates (its shard); rank 0 alone logs, writes TensorBoard and checkpoints.
     all_hooks: list[Hook] = [eval_hook]
     if ctx.is_main:
-        all_hooks = [*hooks, eval_hook, JsonlLogHook(run_dir / "log.jsonl")]
+        all_hooks = [*hooks, eval_hook, JsonlLogHook(run_dir / run_files.EPOCH_LOG)]
         if cfg_t.tensorboard:
-            all_hooks.append(TensorBoardHook(run_dir / "tb", every=cfg_t.log_every))
+            tb_dir = run_dir / run_files.TENSORBOARD
+            all_hooks.append(TensorBoardHook(tb_dir, every=cfg_t.log_every))
         all_hooks.append(CheckpointHook(run_dir, extra, eval_hook))
     trainer = Trainer(
         train_model,
@@ -449,24 +441,22 @@ def _train(
         dist_ctx=ctx,
     )
     if resume:
-        state = _load(run_dir / "last.pt", device)
+        state = _load(run_dir / run_files.LAST, device)
         trainer.load_state_dict(state)
         batch_sampler.load_state_dict(state["sampler"])
         logger.info("resumed after epoch %d of %d", trainer.state.epoch, cfg_t.epochs)
     trainer.fit()
-    if trainer.stop_requested:
-        raise KeyboardInterrupt
     ctx.barrier()  # rank 0 has written best.pt
 
     best_epoch = trainer.state.best_epoch
-    best_path = run_dir / "best.pt"
+    best_path = run_dir / run_files.BEST
     if best_path.is_file():
         model.load_state_dict(_load(best_path, device)["model"])
     logger.info("testing the model of epoch %s on the test split", best_epoch)
     encoded = encode("test")
     metrics = broadcast_object(split_metrics(encoded) if ctx.is_main else None, ctx)
     metrics = {k: round(metrics[k], 4) for k in METRIC_KEYS}
-    model_dir = run_dir / "model"
+    model_dir = run_dir / run_files.MODEL
     if not ctx.is_main:
         return RunResult(run_dir, metrics, best_epoch, model_dir, None)
     logger.info("test: %s", "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
@@ -487,7 +477,7 @@ def _train(
     if cfg_t.report:
         report = _write_report(run_dir, config, data.test, encoded, metrics, trainer, select_split)
     # Written last: a run folder with metrics.json is a finished run.
-    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(run_dir / run_files.METRICS, json.dumps(metrics, indent=2) + "\n")
     return RunResult(run_dir, metrics, best_epoch, model_dir, report)
 
 
@@ -550,7 +540,7 @@ def _write_report(
         f"{select_split or 'the last epoch'} (epoch {trainer.state.best_epoch})",
     ]
     report = write_report(
-        run_dir / "report",
+        run_dir / run_files.REPORT,
         title=f"irra run {run_dir.name}",
         metrics=metrics,
         history=trainer.state.history,

@@ -96,7 +96,6 @@ class Trainer:
         self.dist_ctx = dist_ctx or DistContext()
         self.scaler = make_grad_scaler(device, precision)
         self.state = TrainState()
-        self.stop_requested = False
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -193,8 +192,6 @@ class Trainer:
                 if k != "batch_size":
                     sums[k] = sums.get(k, 0.0) + v * n
             self._call("after_step", logs)
-            if self.stop_requested:
-                break
         means = {k: v / max(count, 1.0) for k, v in sums.items()}
         means["epoch_time"] = time.perf_counter() - start
         means["samples"] = count
@@ -206,9 +203,6 @@ class Trainer:
         for epoch in range(self.state.epoch, self.epochs):
             self._call("on_epoch_start", epoch)
             logs = self.train_epoch(epoch)
-            if self.stop_requested:
-                logger.warning("stopped during epoch %d; the last checkpoint is kept", epoch + 1)
-                break
             self.scheduler.step()
             self.state.epoch = epoch + 1
             logs["epoch"] = float(epoch + 1)
