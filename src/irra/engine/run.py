@@ -19,6 +19,7 @@ import torch
 from irra.config import Config, ConfigError, load_config, save_config
 from irra.engine import run_files
 from irra.engine.checkpoint import CheckpointError, load_checkpoint
+from irra.engine.compilation import compile_towers
 from irra.engine.cpu_threads import set_process_threads
 from irra.engine.distributed import (
     DistContext,
@@ -341,6 +342,8 @@ def _train(
     # Tokenised once: for the dataset and, with model.vocab=train, the model's vocabulary.
     train_tokens = tokenize(data.train.captions, context_length=cfg_d.text_length)
     model = build_model_from_config(config, data.num_classes, train_tokens).to(device)
+    if cfg_t.compile:
+        compile_towers(model)
     names = config.loss.names
     image_size = model.config.clip.vision.image_size
     train_transform: Any = (

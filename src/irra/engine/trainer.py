@@ -155,7 +155,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite loss at step {self.state.step}: "
-                + ", ".join(f"{k}={float(v):.4g}" for k, v in out.items())
+                + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in out.items())
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
