@@ -28,6 +28,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[st
     model = write_model(base / "model")
     paths = write_gallery(base / "imgs", 12)
     argv = ["index", "--checkpoint", str(model), "--images", str(base / "imgs")]
+    argv += ["--index-type", "ivf", "--nlist", "2", "--nprobe", "1"]
     assert main([*argv, "--out", str(base / "index"), "--workers", "0", "--device", "cpu"]) == 0
     return base / "index", base / "imgs", paths
 
@@ -90,16 +91,19 @@ def stop(process: subprocess.Popen) -> str:
 def test_serve_answers_searches_like_the_python_api(index):
     folder, images, paths = index
     port = free_port()
-    process = start_serve("--index", str(folder), "--port", str(port), "--device", "cpu")
+    # --nprobe 2 scans both cells of the ivf index: exact search
+    process = start_serve(
+        "--index", str(folder), "--port", str(port), "--device", "cpu", "--nprobe", "2"
+    )
     try:
         line = wait_for_line(process, "serving")
         assert line.strip() == f"serving 12 images at http://127.0.0.1:{port}/"
         health = get_json(f"http://127.0.0.1:{port}/api/health")
         assert (health["status"], health["images"]) == ("ok", 12)
-        found = get_json(f"http://127.0.0.1:{port}/api/search", {"query": QUERY, "k": 3})
+        found = get_json(f"http://127.0.0.1:{port}/api/search", {"query": QUERY, "k": 12})
     finally:
         err = stop(process)
-    expected = brute_force_ranking(tiny_model(), images, paths, QUERY)[:3]
+    expected = brute_force_ranking(tiny_model(), images, paths, QUERY)
     assert [r["path"] for r in found["results"]] == [p for p, _ in expected]
     assert "anyone who can reach" not in err  # loopback: no warning
 

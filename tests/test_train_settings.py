@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from test_train_run import brute_force_metrics, overrides, synth_root  # noqa: F
 
 import irra.engine.run as run_module
 from irra.config import load_config
-from irra.data import build_eval_loaders, build_eval_transform, read_dataset
+from irra.data import DatasetError, build_eval_loaders, build_eval_transform, read_dataset
 from irra.engine.checkpoint import load_checkpoint
 from irra.engine.distributed import bare_module
 from irra.engine.run import train
@@ -51,16 +52,16 @@ class RecordStates(Hook):
         self.epochs.append(self._copy(trainer))
 
 
-def plant(monkeypatch, curve: list[float]) -> list[dict[str, float]]:
-    """Replace R1 of the first ``len(curve)`` evaluations of the run with ``curve``; later ones
-    (the final test) are left as computed. Returns every metrics dict handed out."""
+def plant(monkeypatch, curve: list[float], key: str = "R1") -> list[dict[str, float]]:
+    """Replace ``key`` of the first ``len(curve)`` evaluations of the run with ``curve``; later
+    ones (the final test) are left as computed. Returns every metrics dict handed out."""
     real = run_module.split_metrics
     handed: list[dict[str, float]] = []
 
     def planted(encoded, **kwargs):
         metrics = real(encoded, **kwargs)
         if len(handed) < len(curve):
-            metrics = {**metrics, "R1": curve[len(handed)]}
+            metrics = {**metrics, key: curve[len(handed)]}
         handed.append(metrics)
         return metrics
 
@@ -131,13 +132,15 @@ def test_eval_every_evaluates_every_nth_and_the_last_epoch(synth_root, tmp_path,
 
 
 def test_select_on_test_selects_by_the_test_split(synth_root, tmp_path, monkeypatch):  # noqa: F811
-    curve = [50.0, 20.0, 40.0]  # test R1 during training: the best epoch is 1
-    handed = plant(monkeypatch, curve)
+    """... and by another metric: train.select_metric=mAP (R1 stays as computed)."""
+    curve = [50.0, 20.0, 40.0]  # test mAP during training: the best epoch is 1
+    handed = plant(monkeypatch, curve, key="mAP")
     states = RecordStates()
-    config = load_config("synth", [*overrides(synth_root, 3), *QUIET, "train.select_on=test"])
+    settings = ["train.select_on=test", "train.select_metric=mAP"]
+    config = load_config("synth", [*overrides(synth_root, 3), *QUIET, *settings])
     result = train(config, tmp_path / "run", hooks=[states])
     log = epoch_log(tmp_path / "run")
-    assert [r["test/R1"] for r in log] == curve
+    assert [r["test/mAP"] for r in log] == curve
     assert not any(key.startswith("val/") for record in log for key in record)
     assert len(handed) == 4 and result.best_epoch == 1
     meta = json.loads((tmp_path / "run" / "model" / "irra.json").read_text())["metadata"]
@@ -236,3 +239,34 @@ def test_train_compile_gives_the_losses_of_the_eager_run(synth_root, tmp_path): 
     log = (tmp_path / "compiled" / "train.log").read_text()
     assert "torch.compile: base_model.visual, base_model.transformer" in log
     assert "torch.compile" not in (tmp_path / "eager" / "train.log").read_text()
+
+
+def test_log_every_writes_step_scalars_every_nth_step(synth_root, tmp_path):  # noqa: F811
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    settings = ["train.report=false", "train.tensorboard=true", "train.log_every=2"]
+    settings.append("data.augment=true")  # the training transform with flips, crops, erasing
+    config = load_config("synth", [*overrides(synth_root, 1), *settings])
+    train(config, tmp_path / "run")
+    steps = epoch_log(tmp_path / "run")[0]["step"]
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("step/loss")] == list(range(2, steps + 1, 2))
+    assert [e.step for e in events.Scalars("epoch/loss")] == [1]
+    assert [e.step for e in events.Scalars("val/R1")] == [1]
+
+
+def test_on_bad_entry_skip_trains_without_the_bad_image(synth_root, tmp_path):  # noqa: F811
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    entries = json.loads((root / "CUHK-PEDES" / "reid_raw.json").read_text())
+    bad = next(e for e in entries if e["split"] == "train")
+    (root / "CUHK-PEDES" / "imgs" / bad["file_path"]).unlink()
+    base = [*overrides(root, 1), *QUIET]
+    with pytest.raises(DatasetError, match=bad["file_path"]):
+        train(load_config("synth", base), tmp_path / "strict")
+    train(load_config("synth", [*base, "data.on_bad_entry=skip"]), tmp_path / "run")
+    skipped = json.loads((tmp_path / "run" / "skipped_entries.json").read_text())
+    assert bad["file_path"] in json.dumps(skipped)
+    assert (tmp_path / "run" / "metrics.json").is_file()

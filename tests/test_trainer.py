@@ -171,7 +171,7 @@ def test_sgd_with_momentum_and_weight_decay_by_hand():
 
 @pytest.mark.parametrize("decoupled", [False, True])
 def test_adam_and_adamw_by_hand(decoupled):
-    lr, (b1, b2), eps, wd = 0.01, (0.9, 0.999), 1e-8, 0.1
+    lr, (b1, b2), eps, wd = 0.01, (0.8, 0.99), 1e-8, 0.1
     w, m, v, want = [1.0, 1.0], [0.0, 0.0], [0.0, 0.0], []
     for t in (1, 2):
         new = []
@@ -186,7 +186,8 @@ def test_adam_and_adamw_by_hand(decoupled):
             new.append(wi - lr * m_hat / (math.sqrt(v_hat) + eps))
         w = new
         want.append(w)
-    got = two_steps("adamw" if decoupled else "adam", lr=lr, eps=eps, weight_decay=wd)
+    name = "adamw" if decoupled else "adam"
+    got = two_steps(name, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
     for a, b in zip(got, want, strict=True):
         assert a == pytest.approx(b, rel=1e-6)
 

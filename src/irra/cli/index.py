@@ -31,7 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="flat: exact search (default); ivf: approximate, for millions of images",
     )
     p.add_argument("--nlist", type=int, help="ivf: number of cells (default about sqrt(N))")
-    p.add_argument("--nprobe", type=int, help="ivf: cells scanned per query (default nlist/16)")
+    p.add_argument(
+        "--nprobe", type=int, help="ivf: cells scanned per query (default nlist/16, at least 8)"
+    )
     p.add_argument("--labels", help="CSV or JSON giving identity/camera per image path")
     p.add_argument("--rebuild", action="store_true", help="re-encode everything (another model)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
