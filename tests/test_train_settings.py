@@ -16,6 +16,7 @@ from test_pretrained import openai_archive, random_clip_state
 from test_train_run import brute_force_metrics, overrides, synth_root  # noqa: F401
 
 import irra.engine.run as run_module
+from irra.cli import main
 from irra.config import load_config
 from irra.data import DatasetError, build_eval_loaders, build_eval_transform, read_dataset
 from irra.engine.checkpoint import load_checkpoint
@@ -270,3 +271,34 @@ def test_on_bad_entry_skip_trains_without_the_bad_image(synth_root, tmp_path):  
     skipped = json.loads((tmp_path / "run" / "skipped_entries.json").read_text())
     assert bad["file_path"] in json.dumps(skipped)
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_train_precision_bf16_through_the_config(synth_root, tmp_path):  # noqa: F811
+    """bf16 autocast (fp32 weights): the epoch's losses within 2% of the fp32 run's."""
+    base = [*overrides(synth_root, 1), *QUIET]
+    train(load_config("synth", base), tmp_path / "fp32")
+    train(load_config("synth", [*base, "train.precision=bf16"]), tmp_path / "bf16")
+    assert "on cpu (bf16)" in (tmp_path / "bf16" / "train.log").read_text()
+    want, got = epoch_log(tmp_path / "fp32")[0], epoch_log(tmp_path / "bf16")[0]
+    for key in ("loss", "sdm", "mlm", "id"):
+        assert math.isfinite(got[key]) and got[key] == pytest.approx(want[key], rel=2e-2), key
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("train.precision=fp16", "train.precision='fp16': fp16 needs CUDA"),
+        ("train.precision=fp8", "train.precision='fp8': unknown precision 'fp8'"),
+        ("train.device=quantum", "train.device='quantum'"),
+    ],
+)
+def test_a_bad_device_or_precision_is_an_error_naming_the_setting(
+    synth_root,  # noqa: F811
+    tmp_path,
+    caplog,
+    setting,
+    message,
+):
+    argv = ["train", "--config", "synth", "--out", str(tmp_path / "run")]
+    assert main([*argv, *overrides(synth_root, 1), setting]) == 2
+    assert message in caplog.text

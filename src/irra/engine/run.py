@@ -232,7 +232,10 @@ def train(
         The test metrics of the selected model and where the outputs are (in every process).
     """
     run_dir, config, resume = prepare_run_dir(out, config, resume=resume)
-    device = _process_device(config.train.device)
+    try:
+        device = _process_device(config.train.device)
+    except (RuntimeError, ValueError) as err:
+        raise RunError(f"train.device={config.train.device!r}: {err}") from err
     with distributed_session(device.type) as ctx:
         if not ctx.is_main:
             return _train(
@@ -292,7 +295,10 @@ def _train(
     if ctx.is_main:
         save_config(config, run_dir / run_files.CONFIG)
     set_process_threads(cfg_t.threads, device.type, warn=ctx.local_rank == 0)
-    precision = resolve_precision(cfg_t.precision, device)
+    try:
+        precision = resolve_precision(cfg_t.precision, device)
+    except ValueError as err:
+        raise RunError(f"train.precision={cfg_t.precision!r}: {err}") from err
     logger.info(
         "%s run in %s on %s (%s), torch %s, world size %d (%s), %d CPU threads per process",
         "resuming" if resume else "starting",
