@@ -82,3 +82,35 @@ def test_ivf_index_cli_options_and_search_nprobe(tmp_path, capsys):
     one_cell = search_json(capsys, "--index", str(index), QUERY, "-k", "40")
     assert 0 < len(one_cell) < 40
     assert one_cell == [p for p in exact if p in set(one_cell)]
+
+
+def test_labels_and_a_torchscript_export_through_the_cli(tmp_path, capsys):
+    """``index --labels`` (identity and camera reach the results), ``export --format
+    torchscript`` and ``search --engine torchscript --threads 1`` (the torch ranking)."""
+    model = write_model(tmp_path / "model")
+    paths = write_gallery(tmp_path / "imgs", 6)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "path,identity,camera\n" + "".join(f"{p},id{i},c{i}\n" for i, p in enumerate(paths))
+    )
+    index = tmp_path / "index"
+    argv = ["index", "--checkpoint", str(model), "--images", str(tmp_path / "imgs")]
+    argv += ["--out", str(index), "--labels", str(labels), "--workers", "0", "--device", "cpu"]
+    assert main(argv) == 0
+    export = tmp_path / "ts"
+    argv = ["export", "--checkpoint", str(model), "--out", str(export), "--format", "torchscript"]
+    assert main(argv) == 0
+    assert [p.suffix for p in sorted(export.iterdir()) if p.suffix in (".pt", ".onnx")] == [
+        ".pt"
+    ] * 2
+
+    capsys.readouterr()
+    search = ["search", "--index", str(index), QUERY, "-k", "6", "--json"]
+    assert main([*search, "--device", "cpu"]) == 0
+    torch_rows = json.loads(capsys.readouterr().out)["results"]
+    engine = ["--checkpoint", str(export), "--engine", "torchscript", "--threads", "1"]
+    assert main([*search, *engine]) == 0
+    script_rows = json.loads(capsys.readouterr().out)["results"]
+    assert [r["path"] for r in script_rows] == [r["path"] for r in torch_rows]
+    expected = {p: (f"id{i}", f"c{i}") for i, p in enumerate(paths)}
+    assert {r["path"]: (r["identity"], r["camera"]) for r in script_rows} == expected
