@@ -1,6 +1,8 @@
 """Training settings through a real run: model selection (a planted, non-monotonic curve of the
-selection metric), ``select_on``, ``eval_every``, the optimiser and schedule, ``grad_clip``,
-``model.pretrained`` and ``train.compile``; each checked against values computed here."""
+selection metric), ``select_on`` / ``select_metric``, ``eval_every``, the optimiser and schedule,
+``grad_clip``, ``model.pretrained``, ``train.compile``, ``train.precision``, ``log_every``,
+``data.on_bad_entry``; each checked against values computed here. Every run is pinned to the CPU
+(the tiny overrides set ``train.device=cpu``)."""
 
 from __future__ import annotations
 
