@@ -11,8 +11,9 @@
 #   train-bf16     irra bench train-step --size base --device cuda --precision bf16 / tiny, cpu
 #   train-fp32     the same in fp32
 #   encode         irra bench encode --size base --device cuda (bf16) / tiny, cpu (fp32)
-#   epoch          one epoch of a ViT-B/16 IRRA (random init) on generated data in CUHK-PEDES
-#                  format (SynthPedes, 1000 identities), bf16, with the peak GPU memory
+#   data           irra synth: 1000 identities in CUHK-PEDES format / 20 identities
+#   epoch          one epoch of a ViT-B/16 IRRA (cuhk_pedes config, random init) on that data,
+#                  bf16, with the peak GPU memory
 #                  / a tiny IRRA on 20 identities, fp32, with the peak resident memory
 #   torchrun-2     the same epoch in 2 processes with torchrun (NCCL), when 2 GPUs are present
 #                  / 2 Gloo processes on CPU
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run) DRY_RUN=1 ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -73,11 +74,11 @@ step() {
     local name="$1"
     shift
     echo "== $name: $*"
-    local start status
-    start="$(date +%s.%N)"
+    local start status ms
+    start="$(date +%s%N)"
     if "$@" > "$OUT/$name.log" 2>&1; then status=ok; else status="FAILED($?)"; fi
-    printf '%s\t%s\t%s\n' "$name" "$status" "$(echo "$(date +%s.%N) - $start" | bc)" \
-        >> "$OUT/steps.tsv"
+    ms=$(( ($(date +%s%N) - start) / 1000000 ))
+    printf '%s\t%s\t%d.%03d\n' "$name" "$status" $((ms / 1000)) $((ms % 1000)) >> "$OUT/steps.tsv"
     tail -n 3 "$OUT/$name.log"
 }
 
