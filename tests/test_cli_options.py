@@ -109,6 +109,7 @@ def test_labels_and_a_torchscript_export_through_the_cli(tmp_path, capsys):
     assert main([*search, "--device", "cpu"]) == 0
     torch_rows = json.loads(capsys.readouterr().out)["results"]
     engine = ["--checkpoint", str(export), "--engine", "torchscript", "--threads", "1"]
+    engine += ["--device", "cpu"]
     assert main([*search, *engine]) == 0
     script_rows = json.loads(capsys.readouterr().out)["results"]
     assert [r["path"] for r in script_rows] == [r["path"] for r in torch_rows]
