@@ -2,7 +2,8 @@
 
 ``torchrun`` leaves ``OMP_NUM_THREADS`` as the shell exported it, so two processes started with
 ``OMP_NUM_THREADS=2`` on a 2-core machine run 4 compute threads that spin against each other (one
-epoch of the demo took 6.7x as long as in one process). On CPU each process therefore takes at
+epoch of the demo took 9.3x as long as in one process; capped, 0.99x: README, Distributed
+training). On CPU each process therefore takes at
 most its share of the cores, unless ``train.threads`` names a number.
 """
 
