@@ -25,9 +25,11 @@ def _worker() -> ModuleType:
     return module
 
 
-def torchrun(nproc: int, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def torchrun(
+    nproc: int, *args: str, timeout: float = 600, omp_threads: int = 1
+) -> subprocess.CompletedProcess:
     """Run ``torchrun --standalone --nproc_per_node nproc ARGS`` with this checkout's irra."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
+    env = dict(os.environ, OMP_NUM_THREADS=str(omp_threads), PYTHONPATH=os.pathsep.join(sys.path))
     command = [
         sys.executable,
         "-m",

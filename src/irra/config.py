@@ -160,7 +160,10 @@ class TrainConfig:
     log_every: int = 50
     tensorboard: bool = True
     report: bool = True
+    # torch.compile the image and text towers (irra.engine.compilation; see docs/performance.md)
     compile: bool = False
+    # CPU threads of each training process. None: torch's default (OMP_NUM_THREADS or the
+    # cores), capped on CPU at cores / processes on this machine when several processes train.
     threads: int | None = None
 
 

@@ -13,7 +13,6 @@ logger = logging.getLogger(__name__)
 
 #: The paper's ablation rows: SDM alone, + ID, + IRR (MLM), all three, and ITC instead of SDM.
 DEFAULT_VARIANTS = ("sdm", "sdm+id", "sdm+mlm", "sdm+mlm+id", "itc+mlm+id")
-METRIC_KEYS = ("R1", "R5", "R10", "mAP", "mINP")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -115,7 +114,8 @@ def _run_one(
     """Train (or reuse) one cell of the table; returns its row."""
     from irra.cli.progress import TrainProgressHook, bar, counter
     from irra.config import load_config
-    from irra.engine.run import METRICS_FILE, train
+    from irra.engine import run_files
+    from irra.engine.run import train
 
     extra = list(overrides)
     if names is not None:
@@ -130,23 +130,23 @@ def _run_one(
     if noise is not None:
         parts.append(f"noise{noise:g}")
     run_dir = out / "_".join(parts)
-    if (run_dir / METRICS_FILE).is_file():
+    if run_files.is_finished(run_dir):
         logger.info("%s: finished earlier, reusing %s", run_dir.name, run_dir)
     else:
         logger.info("ablation run %s -> %s", run_dir.name, run_dir)
         train(
             config,
             run_dir,
-            resume=(run_dir / "last.pt").is_file(),
+            resume=(run_dir / run_files.LAST).is_file(),
             hooks=[TrainProgressHook()],
             progress=bar,
             check_progress=counter("checking images"),
         )
-    metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    metrics = json.loads((run_dir / run_files.METRICS).read_text(encoding="utf-8"))
     row: dict[str, Any] = {"method": config.model.method, "losses": label, **metrics}
     if noise is not None:
         row["noise"] = noise
-    division = division_history(run_dir / "log.jsonl")
+    division = division_history(run_dir / run_files.EPOCH_LOG)
     if division:
         row["division"] = division
     return row
@@ -176,6 +176,8 @@ def ablation_table(rows: list[dict], *, method: bool = False, noise: bool = Fals
     With ``method`` a method column leads, with ``noise`` a noise column follows the losses,
     and when any run logged a clean-sample division, its precision / recall per epoch.
     """
+    from irra.metrics import METRIC_KEYS
+
     heads = (["method"] if method else []) + ["losses"] + (["noise"] if noise else [])
     division = any("division" in row for row in rows)
     columns = heads + list(METRIC_KEYS) + (["division P / R per epoch"] if division else [])

@@ -1,17 +1,6 @@
 """A whole training run from a :class:`~irra.config.Config`: data, model, loop, test, report.
 
-The run folder holds everything a run writes::
-
-    config.yaml        the resolved config (``irra train --resume`` reads it back)
-    train.log          the log of every session of the run
-    log.jsonl          one line per epoch: losses, learning rate, evaluation metrics
-    tb/                TensorBoard scalars
-    last.pt, best.pt   training checkpoints (model, optimiser, schedule, RNG, sampler, config)
-    model/             the selected model in irra's format (``irra evaluate --checkpoint``)
-    metrics.json       the final test metrics of the selected model (percent)
-    report/            training curves, CMC curve, retrieval grid and ``report.html``
-    skipped_entries.json   bad dataset entries, when ``data.on_bad_entry=skip`` skipped any
-    noise_index.npy    the corrupted training pairs, with ``data.noise_rate`` / ``noise_index``
+What the run folder holds is described in :mod:`irra.engine.run_files`.
 
 The method (``model.method``, :mod:`irra.methods`) supplies the objective, its per-epoch hooks
 and the module mode of the training epochs.
@@ -31,7 +20,10 @@ import numpy as np
 import torch
 
 from irra.config import Config, ConfigError, load_config, save_config
+from irra.engine import run_files
 from irra.engine.checkpoint import CheckpointError, load_checkpoint
+from irra.engine.compilation import compile_towers
+from irra.engine.cpu_threads import set_process_threads
 from irra.engine.distributed import (
     DistContext,
     broadcast_object,
@@ -42,17 +34,15 @@ from irra.engine.distributed import (
 from irra.engine.evaluation import EncodedSet, encode_split, gather_encoded, split_metrics
 from irra.engine.hooks import CheckpointHook, EvalHook, JsonlLogHook, TensorBoardHook
 from irra.engine.optim import build_optimizer, build_scheduler
-from irra.engine.report import METRIC_KEYS, grid_rows, write_report
+from irra.engine.report import grid_rows, write_report
 from irra.engine.trainer import Hook, Trainer
 from irra.fileio import atomic_write_text
+from irra.metrics import METRIC_KEYS
 from irra.runtime import resolve_device, resolve_precision
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[Iterable, str, int], Iterable]
-
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.json"
 
 
 class RunError(RuntimeError):
@@ -160,25 +150,27 @@ def prepare_run_dir(
     """
     run_dir = Path(out).expanduser()
     if resume:
-        saved = run_dir / CONFIG_FILE
+        saved = run_dir / run_files.CONFIG
         if not saved.is_file():
-            raise RunError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start a new run")
+            raise RunError(f"{run_dir}: nothing to resume (no {run_files.CONFIG}); start a new run")
         if os.environ.get("RANK", "0") == "0":  # the only writer of the folder
             _remove_partial_writes(run_dir)
         config = config if config is not None else load_config(saved)
-        if not (run_dir / "last.pt").is_file():
+        if not (run_dir / run_files.LAST).is_file():
             logger.warning(
-                "%s: no last.pt yet (the run stopped before its first epoch ended); "
-                "starting it again from the beginning with its config.yaml",
+                "%s: no %s yet (the run stopped before its first epoch ended); "
+                "starting it again from the beginning with its %s",
                 run_dir,
+                run_files.LAST,
+                run_files.CONFIG,
             )
             return run_dir, config, False
         return run_dir, config, True
     if config is None:
         raise ValueError("a new run needs a config")
-    if (run_dir / "last.pt").exists():
+    if (run_dir / run_files.LAST).exists():
         raise RunError(
-            f"{run_dir} already holds a run (last.pt). Continue it with "
+            f"{run_dir} already holds a run ({run_files.LAST}). Continue it with "
             f"'irra train --resume {run_dir}', or choose another --out"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -245,7 +237,10 @@ def train(
         The test metrics of the selected model and where the outputs are (in every process).
     """
     run_dir, config, resume = prepare_run_dir(out, config, resume=resume)
-    device = _process_device(config.train.device)
+    try:
+        device = _process_device(config.train.device)
+    except (RuntimeError, ValueError) as err:
+        raise RunError(f"train.device={config.train.device!r}: {err}") from err
     with distributed_session(device.type) as ctx:
         if not ctx.is_main:
             return _train(
@@ -258,7 +253,7 @@ def train(
                 progress=None,
                 check_progress=None,
             )
-        with _LogFile(run_dir / "train.log"):
+        with _LogFile(run_dir / run_files.TRAIN_LOG):
             return _train(
                 config,
                 run_dir,
@@ -296,10 +291,12 @@ def _train(
     method = get_method(config.model.method)
     method.check_losses(config.loss.names)
     if ctx.is_main:
-        save_config(config, run_dir / CONFIG_FILE)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    precision = resolve_precision(config.train.precision, device)
+        save_config(config, run_dir / run_files.CONFIG)
+    set_process_threads(config.train.threads, device.type, warn=ctx.local_rank == 0)
+    try:
+        precision = resolve_precision(config.train.precision, device)
+    except ValueError as err:
+        raise RunError(f"train.precision={config.train.precision!r}: {err}") from err
     _log_start(run_dir, device, precision, ctx, resume=resume)
     local_batch = _local_batch(config, ctx)
     data = _read_data(config, run_dir, ctx, check_progress)
@@ -348,13 +345,11 @@ def _train(
         train_mode=method.train_mode(config),
     )
     if resume:
-        state = _load(run_dir / "last.pt", device)
+        state = _load(run_dir / run_files.LAST, device)
         trainer.load_state_dict(state)
         batch_sampler.load_state_dict(state["sampler"])
         logger.info("resumed after epoch %d of %d", trainer.state.epoch, config.train.epochs)
     trainer.fit()
-    if trainer.stop_requested:
-        raise KeyboardInterrupt
     ctx.barrier()  # rank 0 has written best.pt
     return _test_and_save(config, run_dir, model, trainer, encode, data, select_split, ctx, device)
 
@@ -468,6 +463,8 @@ def _build_training(
         if ctx.is_main:
             save_noise_index(noise, run_dir / NOISE_FILE)
     model = build_model_from_config(config, data.num_classes, train_tokens).to(device)
+    if cfg_t.compile:
+        compile_towers(model)
     image_size = model.config.clip.vision.image_size
     train_transform: Any = (
         build_train_transform(image_size) if cfg_d.augment else build_eval_transform(image_size)
@@ -547,9 +544,9 @@ def _writer_hooks(
     extra: Callable[[], dict[str, Any]],
 ) -> list[Hook]:
     """``hooks`` followed by the hooks that write the run folder (log, TensorBoard, checkpoints)."""
-    out = [*hooks, JsonlLogHook(run_dir / "log.jsonl")]
+    out = [*hooks, JsonlLogHook(run_dir / run_files.EPOCH_LOG)]
     if config.train.tensorboard:
-        out.append(TensorBoardHook(run_dir / "tb", every=config.train.log_every))
+        out.append(TensorBoardHook(run_dir / run_files.TENSORBOARD, every=config.train.log_every))
     out.append(CheckpointHook(run_dir, extra, eval_hook))
     return out
 
@@ -567,14 +564,14 @@ def _test_and_save(
 ) -> RunResult:
     """Test the selected model; rank 0 writes the model, the report and ``metrics.json``."""
     best_epoch = trainer.state.best_epoch
-    best_path = run_dir / "best.pt"
+    best_path = run_dir / run_files.BEST
     if best_path.is_file():
         model.load_state_dict(_load(best_path, device)["model"])
     logger.info("testing the model of epoch %s on the test split", best_epoch)
     encoded = encode("test")
     metrics = _metrics_everywhere(encoded, ctx)
     metrics = {k: round(metrics[k], 4) for k in METRIC_KEYS}
-    model_dir = run_dir / "model"
+    model_dir = run_dir / run_files.MODEL
     if not ctx.is_main:
         return RunResult(run_dir, metrics, best_epoch, model_dir, None)
     logger.info("test: %s", "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
@@ -596,7 +593,7 @@ def _test_and_save(
     if config.train.report:
         report = _write_report(run_dir, config, data.test, encoded, metrics, trainer, select_split)
     # Written last: a run folder with metrics.json is a finished run.
-    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(run_dir / run_files.METRICS, json.dumps(metrics, indent=2) + "\n")
     return RunResult(run_dir, metrics, best_epoch, model_dir, report)
 
 
@@ -659,7 +656,7 @@ def _write_report(
         f"{select_split or 'the last epoch'} (epoch {trainer.state.best_epoch})",
     ]
     report = write_report(
-        run_dir / "report",
+        run_dir / run_files.REPORT,
         title=f"irra run {run_dir.name}",
         metrics=metrics,
         history=trainer.state.history,

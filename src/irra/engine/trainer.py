@@ -100,7 +100,6 @@ class Trainer:
         self.train_mode = train_mode
         self.scaler = make_grad_scaler(device, precision)
         self.state = TrainState()
-        self.stop_requested = False
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -160,7 +159,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite loss at step {self.state.step}: "
-                + ", ".join(f"{k}={float(v):.4g}" for k, v in out.items())
+                + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in out.items())
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -197,8 +196,6 @@ class Trainer:
                 if k != "batch_size":
                     sums[k] = sums.get(k, 0.0) + v * n
             self._call("after_step", logs)
-            if self.stop_requested:
-                break
         means = {k: v / max(count, 1.0) for k, v in sums.items()}
         means["epoch_time"] = time.perf_counter() - start
         means["samples"] = count
@@ -210,9 +207,6 @@ class Trainer:
         for epoch in range(self.state.epoch, self.epochs):
             self._call("on_epoch_start", epoch)
             logs = self.train_epoch(epoch)
-            if self.stop_requested:
-                logger.warning("stopped during epoch %d; the last checkpoint is kept", epoch + 1)
-                break
             self.scheduler.step()
             self.state.epoch = epoch + 1
             logs["epoch"] = float(epoch + 1)

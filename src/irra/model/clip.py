@@ -439,7 +439,11 @@ class CLIP(nn.Module):
         self.positional_embedding = nn.Parameter(torch.empty(text.context_length, text.width))
         self.ln_final = nn.LayerNorm(text.width)
         self.text_projection = nn.Parameter(torch.empty(text.width, config.embed_dim))
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # CLIP's learnable temperature, kept (as a buffer, not a parameter) only so that state
+        # dicts keep OpenAI's and the official IRRA code's keys: IRRA's temperature is fixed
+        # (``IRRAConfig.temperature``) and nothing reads this value. As a parameter it would get
+        # no gradient, and data-parallel training would have to search for unused parameters.
+        self.register_buffer("logit_scale", torch.tensor(math.log(1 / 0.07)))
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.positional_embedding, std=0.01)
         nn.init.normal_(self.text_projection, std=text.width**-0.5)
