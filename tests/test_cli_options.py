@@ -62,7 +62,7 @@ def test_evaluate_refuses_an_unknown_precision(synth_root, tmp_path, caplog):  #
 def search_json(capsys, *argv: str) -> list[str]:
     capsys.readouterr()
     assert main(["search", *argv, "--json", "--device", "cpu"]) == 0
-    return [row["path"] for row in json.loads(capsys.readouterr().out)["results"]]
+    return [row["path"] for row in json.loads(capsys.readouterr().out)]
 
 
 def test_ivf_index_cli_options_and_search_nprobe(tmp_path, capsys):
@@ -107,11 +107,11 @@ def test_labels_and_a_torchscript_export_through_the_cli(tmp_path, capsys):
     capsys.readouterr()
     search = ["search", "--index", str(index), QUERY, "-k", "6", "--json"]
     assert main([*search, "--device", "cpu"]) == 0
-    torch_rows = json.loads(capsys.readouterr().out)["results"]
+    torch_rows = json.loads(capsys.readouterr().out)
     engine = ["--checkpoint", str(export), "--engine", "torchscript", "--threads", "1"]
     engine += ["--device", "cpu"]
     assert main([*search, *engine]) == 0
-    script_rows = json.loads(capsys.readouterr().out)["results"]
+    script_rows = json.loads(capsys.readouterr().out)
     assert [r["path"] for r in script_rows] == [r["path"] for r in torch_rows]
     expected = {p: (f"id{i}", f"c{i}") for i, p in enumerate(paths)}
     assert {r["path"]: (r["identity"], r["camera"]) for r in script_rows} == expected

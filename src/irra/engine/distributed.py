@@ -109,6 +109,9 @@ def distributed_session(device_type: str, timeout_s: float = 1800.0) -> Iterator
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     try:
         yield DistContext(dist.get_world_size(), dist.get_rank(), local_rank)
+        # Tear down together: a process that leaves while another is still finishing its last
+        # collective can abort that one ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
