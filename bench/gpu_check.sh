@@ -115,6 +115,10 @@ if os.environ.get("RANK", "0") == "0":
         figures["peak RSS GiB"] = round(peak / 2**20, 2)
     with open(f"{run}.json", "w") as handle:
         json.dump(figures, handle)
+if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # see irra.cli.run_and_exit
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 PYTHON
 
 cd "$HERE"

@@ -1,7 +1,5 @@
 """``python -m irra`` runs the command line."""
 
-import sys
+from irra.cli import run_and_exit
 
-from irra.cli import main
-
-sys.exit(main())
+run_and_exit()
