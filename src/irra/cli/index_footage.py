@@ -67,6 +67,30 @@ def add_footage_args(p: argparse.ArgumentParser) -> None:
         help="drop detections file boxes below this confidence",
     )
     g.add_argument("--fps", type=float, help="frame rate of a folder without seqinfo.ini")
+    g.add_argument(
+        "--detector",
+        metavar="NAME",
+        help="find people with a torchvision COCO detector where no --detections are given, "
+        "e.g. fasterrcnn_mobilenet_v3_large_fpn or fasterrcnn_resnet50_fpn",
+    )
+    g.add_argument(
+        "--detector-weights",
+        metavar="FILE",
+        help="the detector's state dict (default: torchvision's download, needs the network)",
+    )
+    g.add_argument(
+        "--detector-conf", type=float, default=0.5, metavar="C", help="lowest person score kept"
+    )
+    g.add_argument(
+        "--min-box-height",
+        type=float,
+        default=24.0,
+        metavar="PX",
+        help="lowest detected box height kept, in pixels (default 24)",
+    )
+    g.add_argument(
+        "--detector-batch", type=int, default=4, metavar="N", help="frames per detector pass"
+    )
     p.set_defaults(footage=None)
 
 
@@ -121,6 +145,21 @@ def run_footage(args: argparse.Namespace) -> int:
             engine = engine or snapshot.manifest["model"].get("engine")
         if checkpoint is None:
             raise IndexStoreError(f"{out}: no index yet; pass --checkpoint CKPT to build one")
+        detector = None
+        if args.detector is not None:
+            from irra.footage.detector import PersonDetector, check_detector
+
+            check_detector(args.detector)
+            detector = PersonDetector(
+                args.detector,
+                args.detector_weights,
+                device=args.device,
+                conf=args.detector_conf,
+                min_height=args.min_box_height,
+                batch_size=args.detector_batch,
+            )
+        elif args.detector_weights is not None:
+            raise FootageError("--detector-weights needs --detector NAME")
         encoder = open_encoder(
             checkpoint, engine, device=args.device, precision=args.precision, threads=args.threads
         )
@@ -132,6 +171,8 @@ def run_footage(args: argparse.Namespace) -> int:
             per_frame=args.per_frame,
             per_track=args.per_track,
             min_conf=args.min_conf,
+            detect=detector,
+            detector=None if detector is None else detector.signature,
             index_type=args.index_type,
             nlist=args.nlist,
             nprobe=args.nprobe,

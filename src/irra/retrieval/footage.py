@@ -119,10 +119,11 @@ def _file_state(path: Path) -> list[int]:
     return [total, newest]
 
 
-def _detections_file(source: FootageSource, footage: FrameSource) -> Path | None:
+def _detections_file(source: FootageSource, footage: FrameSource, detector: bool) -> Path | None:
+    """The detections file of a source: its own, else (without a detector) ``det/det.txt``."""
     if source.detections is not None:
         return source.detections.resolve()
-    if isinstance(footage, FrameFolder):
+    if isinstance(footage, FrameFolder) and not detector:
         candidate = footage.path / "det" / "det.txt"
         if candidate.is_file():
             return candidate.resolve()
@@ -304,7 +305,7 @@ def build_footage_index(
     old_by_path = {s["path"]: s for s in old_sources}
     for source in sources:
         footage = open_footage(source.path.resolve(), fps=source.fps)
-        detections = _detections_file(source, footage)
+        detections = _detections_file(source, footage, detect is not None)
         sig = signature(source, footage, detections, settings)
         previous = {k: v for k, v in old_by_path.get(sig["path"], {}).items() if k != "crops"}
         if previous == sig:
