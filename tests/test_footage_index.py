@@ -276,3 +276,21 @@ def test_bad_footage_input_is_a_clear_error_and_writes_nothing(scenes, encoder, 
         build_footage_index(encoder, [FootageSource(empty, bad)], tmp_path / "index")
     assert not (tmp_path / "index" / "CURRENT").exists()
     assert not any((tmp_path / "index" / "crops").glob("*/*"))
+
+
+def test_a_truncated_video_indexes_what_decodes_and_reports_the_rest(scenes, encoder, tmp_path):
+    whole = seq(scenes, 1) / "SYNTH-01.mp4"
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    det = seq(scenes, 1) / "det" / "det.txt"
+    # the mp4 keeps its index at the front (faststart): the first half opens and decodes
+    report = build_footage_index(
+        encoder, [FootageSource(cut, det)], tmp_path / "index", per_frame=True
+    )
+    records = records_of(tmp_path / "index")
+    last = max(r.frame for r in records)
+    assert last < PARAMS.frames and report.total == len(records) > 0
+    assert any("cut.mp4" in p and "probably truncated" in p for p in report.problems)
+    assert any("cut.mp4" in p and "beyond the last frame" in p for p in report.problems)
+    with pytest.raises(ValueError, match="every must be a positive integer"):
+        build_footage_index(encoder, [FootageSource(cut, det)], tmp_path / "x", every=0)

@@ -45,6 +45,7 @@ from irra.footage import (
     select_detections,
 )
 from irra.footage.folder import FrameFolder
+from irra.footage.frame import check_every
 from irra.inference.protocol import EmbeddingEncoder, Progress
 from irra.retrieval.build import check_same_model, write_index
 from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot, is_index
@@ -284,7 +285,8 @@ def build_footage_index(
     if not sources:
         raise FootageError("no footage given; pass --video FILE or --frames DIR")
     if per_track < 1:
-        raise ValueError(f"per_track must be at least 1, got {per_track}")
+        raise ValueError(f"per_track must be at least 1 (--per-track), got {per_track}")
+    every = check_every(every)
     mode = None if per_frame else per_track
     settings = {"every": every, "per_track": mode, "min_conf": min_conf, "detector": detector}
     old_sources, old_records, old_vectors = [], [], np.empty((0, encoder.dim), np.float32)
