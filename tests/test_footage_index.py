@@ -270,6 +270,9 @@ def test_bad_footage_input_is_a_clear_error_and_writes_nothing(scenes, encoder, 
     outside.write_text("1,-1,1000,1000,20,40,0.9\n")
     with pytest.raises(FootageError, match="no person crop to index"):
         build_footage_index(encoder, [FootageSource(video, outside)], tmp_path / "index")
+    twice = [FootageSource(seq(scenes, 1)), FootageSource(seq(scenes, 1))]
+    with pytest.raises(FootageError, match="SYNTH-01: given twice in one run"):
+        build_footage_index(encoder, twice, tmp_path / "index")
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     with pytest.raises(FootageError, match="empty.mp4: the video file is empty"):

@@ -309,6 +309,8 @@ def build_footage_index(
         footage = open_footage(source.path.resolve(), fps=source.fps)
         detections = _detections_file(source, footage, detect is not None)
         sig = signature(source, footage, detections, settings)
+        if any(sig["path"] == planned["path"] for *_, planned in plans):
+            raise FootageError(f"{footage.path}: given twice in one run; name each source once")
         previous = {k: v for k, v in old_by_path.get(sig["path"], {}).items() if k != "crops"}
         if previous == sig:
             report.kept += 1
@@ -412,9 +414,3 @@ def _remove_unused_crops(crops_root: Path, used: set[str]) -> None:
     for entry in crops_root.iterdir():
         if entry.is_dir() and entry.name not in used:
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def sources_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """The indexed sources of a footage index's manifest (empty for an image-folder index)."""
-    footage = manifest.get("footage")
-    return list(footage.get("sources", [])) if isinstance(footage, dict) else []
