@@ -249,7 +249,9 @@ class Facets(BaseModel):
     first_time: str | None = Field(
         description="earliest capture time, ISO 8601 UTC (to the millisecond for footage)"
     )
-    last_time: str | None = Field(description="latest capture time, ISO 8601 UTC")
+    last_time: str | None = Field(
+        description="latest capture time, ISO 8601 UTC (to the millisecond for footage)"
+    )
 
 
 class Problem(BaseModel):
