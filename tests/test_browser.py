@@ -2,7 +2,7 @@
 
 By text (the brute-force top image first), then "Find similar" on a result (that image first),
 back to the text search with the browser's back button, an uploaded query photo, and a camera
-filter (only that camera's images).
+filter (only that camera's images). Footage: a hit opens its whole frame with the box drawn.
 """
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ import pytest
 from browser_support import CHROMIUM_FLAGS, ensure_chromium, serving
 from retrieval_fixtures import brute_force_ranking, write_gallery, write_model
 
+from irra.data.synth.scenes import SceneParams, generate_scenes
+from irra.footage import open_footage
 from irra.inference import TorchEncoder
 from irra.retrieval import Label, build_index
+from irra.retrieval.capture import parse_time
+from irra.retrieval.footage import FootageSource, build_footage_index
 
 QUERY = "a man in a black jacket with a red backpack"
 CAMERAS = ("gate", "hall", "yard")
@@ -134,4 +138,79 @@ def test_the_page_searches_by_text_similar_photo_and_camera(tmp_path, chromium):
         page.keyboard.press("Enter")
         assert "Type a description" in page.locator("#status").inner_text()
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        page.close()
+
+
+def test_a_footage_hit_opens_its_frame_with_the_box(tmp_path, chromium):
+    """A footage search, a hit clicked: the whole frame with the hit's box, closed by Escape."""
+    generate_scenes(tmp_path / "scenes", SceneParams(sequences=1, frames=40, height=180, seed=2))
+    sequence = tmp_path / "scenes" / "SYNTH-01"
+    encoder = TorchEncoder.from_checkpoint(write_model(tmp_path / "model"), device="cpu")
+    source = FootageSource(sequence, camera="gate", start=parse_time("2024-05-01T14:00:00Z"))
+    build_footage_index(encoder, [source], tmp_path / "index")
+    width, height = open_footage(sequence).size
+
+    with serving(tmp_path / "index", tmp_path / "serve.log") as url:
+        page = chromium.new_page()
+        page.goto(url + "/")
+        page.fill("#query", QUERY)
+        page.keyboard.press("Enter")
+        _results_loaded(page, 3)
+        api = page.request.post(url + "/api/search", data={"query": QUERY, "k": 10}).json()
+        hits = {str(h["id"]): h for h in api["results"]}
+        items = page.locator("#results li")
+        assert [items.nth(i).get_attribute("data-id") for i in range(items.count())] == list(hits)
+        first = hits[items.first.get_attribute("data-id")]
+        assert items.first.get_attribute("data-track") == str(first["track"])
+        assert f"track {first['track']}" in items.first.inner_text()
+        assert (
+            "gate" in items.first.inner_text() and first["time"][11:19] in items.first.inner_text()
+        )
+
+        def frame_shown(hit: dict) -> None:
+            dialog = page.locator("#frame-dialog")
+            assert dialog.get_attribute("open") is not None
+            page.wait_for_function(
+                "() => { const i = document.querySelector('#frame-image');"
+                " return i.complete && i.naturalWidth > 0"
+                " && !document.querySelector('#frame-box').hidden; }"
+            )
+            natural = page.eval_on_selector(
+                "#frame-image", "i => [i.naturalWidth, i.naturalHeight]"
+            )
+            assert natural == [width, height]
+            image = page.locator("#frame-image").bounding_box()
+            box = page.locator("#frame-box").bounding_box()
+            scale = image["width"] / width
+            x, y, w, h = hit["box"]
+            assert box["x"] - image["x"] == pytest.approx(x * scale, abs=1.0)
+            assert box["y"] - image["y"] == pytest.approx(y * scale, abs=1.0)
+            assert box["width"] == pytest.approx(w * scale, abs=1.0)
+            assert box["height"] == pytest.approx(h * scale, abs=1.0)
+            assert f"frame {hit['frame']}" in page.locator("#frame-title").inner_text()
+
+        items.first.locator("a").click()
+        frame_shown(first)
+        page.screenshot(path=str(tmp_path / "frame.png"))
+        page.keyboard.press("Escape")
+        page.wait_for_function("() => !document.querySelector('#frame-dialog').open")
+        assert page.evaluate("document.activeElement.closest('li')?.dataset.id") == str(first["id"])
+
+        # The keyboard way: Enter on the second hit, closed with the close button.
+        second = hits[items.nth(1).get_attribute("data-id")]
+        items.nth(1).locator("a").focus()
+        page.keyboard.press("Enter")
+        frame_shown(second)
+        page.click("#frame-close")
+        page.wait_for_function("() => !document.querySelector('#frame-dialog').open")
+
+        # A time filter on footage: only crops seen at or after that second.
+        middle = "2024-05-01T14:00:01"  # the 40 frames span 14:00:00.000-14:00:01.560
+        assert any(h["time"] < middle for h in hits.values())  # some hits are filtered away
+        page.fill("#after", middle)
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => new URLSearchParams(location.search).get('after')")
+        _results_loaded(page)
+        times = [items.nth(i).get_attribute("data-time") for i in range(items.count())]
+        assert times and all(t >= middle for t in times)
         page.close()

@@ -69,8 +69,21 @@ def test_json_lists_the_hits_with_the_documented_keys(built, capsys):
     assert [r["path"] for r in rows] == [h.path for h in expected if h.camera == "cam1"][:4]
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]
     for row in rows:
-        assert list(row) == ["rank", "id", "path", "score", "identity", "camera", "time"]
+        assert list(row) == [
+            "rank",
+            "id",
+            "path",
+            "score",
+            "identity",
+            "camera",
+            "time",
+            "source",
+            "frame",
+            "box",
+            "track",
+        ]
         assert row["camera"] == "cam1" and row["time"].endswith("T10:00:00Z")
+        assert row["source"] is row["frame"] is row["box"] is row["track"] is None  # not footage
 
 
 def test_paths_prints_one_file_per_line(built, capsys):

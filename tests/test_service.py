@@ -139,7 +139,12 @@ def test_search_cli_prints_json_and_draws_a_grid(built, tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     expected = [h.path for h in Retriever.open(index, device="cpu").search(QUERY, 3)]
     assert [r["path"] for r in rows] == expected
-    assert set(rows[0]) == {"rank", "id", "path", "score", "identity", "camera", "time"}
+    assert set(rows[0]) == {"rank", "id", "path", "score", "identity", "camera", "time"} | {
+        "source",
+        "frame",
+        "box",
+        "track",
+    }
     with Image.open(tmp_path / "grid.png") as grid:
         assert grid.width > 3 * 48
     assert main(["search", "--index", str(index), "--device", "cpu", QUERY]) == 0

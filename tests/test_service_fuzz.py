@@ -1,7 +1,8 @@
 """The HTTP API fuzzed from its own OpenAPI schema: no input gives a server error (5xx).
 
 Schemathesis generates requests (valid and invalid bodies, paths, headers, multipart uploads) for
-every operation of ``/openapi.json`` and checks each response: never a 5xx, status codes and bodies
+every operation of ``/openapi.json``, over an image index and a footage index (whose crops have
+frames to serve), and checks each response: never a 5xx, status codes and bodies
 as documented, and a schema-valid request accepted - except for what no JSON schema can state
 (an upload whose bytes are not an image, ``after`` later than ``before``, negatives cancelling the
 positives), which must be refused with a 422 saying exactly that.
@@ -19,20 +20,27 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
+from irra.data.synth.scenes import SceneParams, generate_scenes  # noqa: E402
 from irra.inference import TorchEncoder  # noqa: E402
 from irra.retrieval import Retriever, build_index  # noqa: E402
+from irra.retrieval.footage import FootageSource, build_footage_index  # noqa: E402
 from irra.service import create_app  # noqa: E402
 
 #: The 422 messages a schema-valid request may get: checks that need the bytes or several fields.
 BEYOND_THE_SCHEMA = ("cannot read image", "zero size", "is later than", "cancel")
 
 
-@pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=["images", "footage"])
+def api_schema(request, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The schema of a service over an image folder, or over footage (crops with frames)."""
     base = tmp_path_factory.mktemp("fuzz")
-    model = write_model(base / "model")
-    write_gallery(base / "imgs", 6)
-    build_index(TorchEncoder.from_checkpoint(model, device="cpu"), base / "imgs", base / "index")
+    encoder = TorchEncoder.from_checkpoint(write_model(base / "model"), device="cpu")
+    if request.param == "images":
+        write_gallery(base / "imgs", 6)
+        build_index(encoder, base / "imgs", base / "index")
+    else:
+        generate_scenes(base / "scenes", SceneParams(sequences=1, frames=12, width=320, height=180))
+        build_footage_index(encoder, [FootageSource(base / "scenes" / "SYNTH-01")], base / "index")
     app = create_app(Retriever.open(Path(base / "index"), device="cpu"))
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
@@ -43,6 +51,7 @@ def test_no_request_gets_a_server_error(api_schema):  # type: ignore[no-untyped-
         "/api/search",
         "/api/search/upload",
         "/api/images/{image_id}",
+        "/api/images/{image_id}/frame",
         "/api/facets",
     }
     for operation in operations:

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from irra.cli.engine_args import add_engine_args
+from irra.cli.index_footage import add_footage_args
 
 logger = logging.getLogger(__name__)
 
@@ -15,12 +16,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``irra index``."""
     p = subparsers.add_parser(
         "index",
-        help="encode a folder of images into a searchable index (or update one)",
+        help="encode a folder of images, or footage, into a searchable index (or update one)",
         description=(
             "Encode every image under --images (recursive; jpg, png, bmp, webp) into an index "
             "directory: FAISS vectors, SQLite metadata and the identity of the model. Run it "
             "again to add new images and drop deleted ones; unchanged images are not encoded "
-            "again. An interrupted run leaves the previous index as it was."
+            "again. An interrupted run leaves the previous index as it was. With --video / "
+            "--frames, index the people in footage instead: boxes from --detections or "
+            "--detector, linked into tracks, a few crops per track with where and when each "
+            "was seen; a later run adds only new footage."
         ),
     )
     p.add_argument("--out", required=True, help="index directory (created or updated)")
@@ -38,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--labels",
         help="CSV or JSON giving identity, camera and capture time (ISO 8601) per image path",
     )
+    add_footage_args(p)
     p.add_argument("--rebuild", action="store_true", help="re-encode everything (another model)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes")
@@ -51,9 +56,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``irra index``; returns the exit status."""
+    if args.footage:
+        from irra.cli.index_footage import run_footage
+
+        if args.images or args.labels:
+            logger.error(
+                "--images/--labels index a folder of crops; run them without --video/--frames"
+            )
+            return 2
+        return run_footage(args)
     from irra.cli.progress import counter
     from irra.inference import open_encoder
     from irra.retrieval import GalleryError, IndexStoreError, build_index, read_labels
+    from irra.retrieval.build import refuse_footage
     from irra.retrieval.store import Snapshot, is_index
 
     out = Path(args.out)
@@ -62,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         if (checkpoint is None or images is None) and is_index(out) and not args.rebuild:
             snapshot = Snapshot.open(out, upgrade=True)
             snapshot.metadata.close()
+            refuse_footage(snapshot.manifest, out)
             if checkpoint is None:
                 checkpoint = snapshot.manifest["model"]["source"]
                 engine = engine or snapshot.manifest["model"].get("engine")

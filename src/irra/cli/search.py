@@ -114,7 +114,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     output.add_argument(
         "--json",
         action="store_true",
-        help="print a JSON list of {rank, id, path, score, identity, camera, time}",
+        help="print a JSON list of {rank, id, path, score, identity, camera, time, source, "
+        "frame, box, track} (the last four for footage)",
     )
     output.add_argument("--paths", action="store_true", help="print one file path per line")
     p.add_argument("--grid", metavar="PNG", help="save the query and its top-k thumbnails")
@@ -176,7 +177,15 @@ def run(args: argparse.Namespace) -> int:
         for h in hits:
             extra = "".join(
                 f"  {name}={value}"
-                for name, value in (("id", h.identity), ("camera", h.camera), ("time", h.time))
+                for name, value in (
+                    ("id", h.identity),
+                    ("camera", h.camera),
+                    ("time", h.time),
+                    ("source", h.source),
+                    ("frame", h.frame),
+                    ("box", None if h.box is None else ",".join(map(str, h.box))),
+                    ("track", h.track),
+                )
                 if value is not None
             )
             print(f"{h.rank:>4}  {h.score:7.4f}  {root / h.path}{extra}")

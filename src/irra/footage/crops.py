@@ -103,7 +103,7 @@ def iter_crops(
     for d in items:
         by_frame.setdefault(d.frame, []).append(d)
     name = str(source.path)
-    for frame in source.frames(every):
+    for frame in source.frames(every, only=by_frame.keys()):
         h, w = frame.image.shape[:2]
         for d in by_frame.get(frame.number, ()):
             box = pixel_box(d.box, (w, h))

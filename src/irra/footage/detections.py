@@ -82,6 +82,8 @@ class DetectionSet:
 def clip_box(box: Box, size: tuple[int, int]) -> Box | None:
     """``box`` cut to the frame of ``size`` (W, H); None when nothing of it is inside."""
     x, y, w, h = box
+    if x >= 0 and y >= 0 and x + w <= size[0] and y + h <= size[1]:
+        return box  # inside: kept as written (recomputing w, h could round it)
     x0, y0 = max(x, 0.0), max(y, 0.0)
     x1, y1 = min(x + w, float(size[0])), min(y + h, float(size[1]))
     if x1 <= x0 or y1 <= y0:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import configparser
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -172,12 +172,13 @@ class FrameFolder:
             image.load()
             return np.asarray(image.convert("RGB"))
 
-    def frames(self, every: int = 1) -> Iterator[Frame]:
-        """Frames ``1, 1 + every, ...`` that exist; unreadable files are skipped and reported."""
+    def frames(self, every: int = 1, only: Collection[int] | None = None) -> Iterator[Frame]:
+        """Frames ``1, 1 + every, ...`` that exist (those in ``only``, if given); unreadable
+        files are skipped and reported."""
         every = check_every(every)
         self.report = report = ReadReport()
         for number in self.files:
-            if (number - 1) % every:
+            if (number - 1) % every or (only is not None and number not in only):
                 continue
             try:
                 image = self._decode(number)
@@ -189,7 +190,7 @@ class FrameFolder:
             report.last_frame = number
             yield Frame(number, (number - 1) / self.fps, image)
         report.last_frame = max(self.files)
-        if report.decoded == 0:
+        if report.decoded == 0 and (only is None or any(n in self.files for n in only)):
             raise FootageError(f"{self.image_dir}: none of the frame images could be read")
 
     def frame(self, number: int) -> Frame:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -38,7 +38,9 @@ class FrameSource(Protocol):
     """A sequence of frames with a frame rate: :class:`FrameFolder` or :class:`VideoFile`.
 
     ``frames(every)`` yields frames ``1, 1 + every, 1 + 2 * every, ...`` (those that exist);
-    ``frame(number)`` reads one frame; ``report`` describes the last pass of ``frames``.
+    ``frame(number)`` reads one frame; ``report`` describes the last pass of ``frames``. With
+    ``only``, ``frames`` yields just those frame numbers (a video still decodes every frame but
+    converts only those to RGB; a folder reads only their files).
     """
 
     path: Path
@@ -46,8 +48,8 @@ class FrameSource(Protocol):
     size: tuple[int, int]  # (W, H)
     report: ReadReport
 
-    def frames(self, every: int = 1) -> Iterator[Frame]:
-        """Decoded frames in order, every ``every``-th one."""
+    def frames(self, every: int = 1, only: Collection[int] | None = None) -> Iterator[Frame]:
+        """Decoded frames in order, every ``every``-th one (of those in ``only``, if given)."""
         ...
 
     def frame(self, number: int) -> Frame:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -80,19 +80,22 @@ class VideoFile:
     def __repr__(self) -> str:
         return f"VideoFile({str(self.path)!r}, fps={self.fps:g}, size={self.size})"
 
-    def frames(self, every: int = 1) -> Iterator[Frame]:
-        """Decoded frames ``1, 1 + every, ...``; problems land in :attr:`report`.
+    def frames(self, every: int = 1, only: Collection[int] | None = None) -> Iterator[Frame]:
+        """Decoded frames ``1, 1 + every, ...`` (those in ``only``, if given); problems land in
+        :attr:`report`.
 
         Raises:
             FootageError: no frame at all decodes.
         """
         every = check_every(every)
         self.report = ReadReport()
-        yield from self._decode(every, self.report)
+        yield from self._decode(every, self.report, only)
         for problem in self.report.problems:
             logger.warning("%s", problem)
 
-    def _decode(self, every: int, report: ReadReport) -> Iterator[Frame]:
+    def _decode(
+        self, every: int, report: ReadReport, only: Collection[int] | None = None
+    ) -> Iterator[Frame]:
         av = _av()
         number, first = 0, None
         with av.open(str(self.path)) as container:
@@ -119,7 +122,7 @@ class VideoFile:
                     else (number - 1) / self.fps
                 )
                 report.decoded, report.last_frame = number, number
-                if (number - 1) % every == 0:
+                if (number - 1) % every == 0 and (only is None or number in only):
                     yield Frame(number, float(time), frame.to_ndarray(format="rgb24"))
         if number == 0:
             raise FootageError(

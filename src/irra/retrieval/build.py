@@ -52,6 +52,15 @@ def check_same_model(
         )
 
 
+def refuse_footage(manifest: dict[str, Any], where: str | Path) -> None:
+    """Raise when the index holds footage (crops are added with ``--video`` / ``--frames``)."""
+    if "footage" in manifest:
+        raise IndexStoreError(
+            f"{where}: holds footage, not an image folder; add footage with irra index --video "
+            "FILE / --frames DIR, or use another --out for images"
+        )
+
+
 def encode_files(
     encoder: EmbeddingEncoder,
     paths: Sequence[Path],
@@ -129,11 +138,15 @@ def write_index(
     index_type: str,
     nlist: int | None = None,
     nprobe: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Build the FAISS index of ``vectors`` and write it with ``records`` as the live version."""
+    """Build the FAISS index of ``vectors`` and write it with ``records`` as the live version.
+
+    ``extra`` adds manifest entries (the ``footage`` entry of a footage index).
+    """
     vector_index = build_vector_index(vectors, index_type, nlist)
     set_nprobe(vector_index, nprobe)
-    manifest = make_manifest(encoder, images_root, index_type, vector_index)
+    manifest = {**make_manifest(encoder, images_root, index_type, vector_index), **(extra or {})}
     return write_version(directory, manifest, records, vector_index)
 
 
@@ -186,6 +199,7 @@ def build_index(
         snapshot = Snapshot.open(out, upgrade=True)
         try:
             check_same_model(snapshot.manifest, encoder, out)
+            refuse_footage(snapshot.manifest, out)
             if snapshot.manifest["images_root"] != str(root):
                 raise IndexStoreError(
                     f"{out}: indexes {snapshot.manifest['images_root']}, not {root}; use another "

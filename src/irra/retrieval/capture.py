@@ -38,12 +38,14 @@ def parse_time(text: str) -> float:
     return moment.timestamp()
 
 
-def format_time(seconds: float | None) -> str | None:
-    """UNIX seconds -> ISO 8601 in UTC (``2024-05-01T14:30:00Z``), or None."""
+def format_time(seconds: float | None, *, milliseconds: bool = False) -> str | None:
+    """UNIX seconds -> ISO 8601 in UTC (``2024-05-01T14:30:00Z``, or with ``milliseconds``
+    ``2024-05-01T14:30:00.040Z``: the frames of a video), or None."""
     if seconds is None:
         return None
     moment = dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    spec = "milliseconds" if milliseconds else "seconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def exif_time(path: str | os.PathLike[str]) -> float | None:

@@ -20,6 +20,7 @@ from irra.retrieval.build import (
     encode_files,
     file_record,
     merge_rows,
+    refuse_footage,
     write_index,
 )
 from irra.retrieval.capture import format_time
@@ -63,7 +64,8 @@ class SearchHit:
     """One result: rank from 1, image id in the index, path relative to the image root.
 
     ``score`` is the cosine similarity of the query vector and the image, in [-1, 1]; ``time``
-    the capture time as ISO 8601 in UTC.
+    the capture time as ISO 8601 in UTC. A crop of footage also carries where it was seen:
+    ``source``, ``frame``, ``box`` and ``track`` (None for an image-folder index).
     """
 
     rank: int
@@ -73,16 +75,61 @@ class SearchHit:
     identity: str | None = None
     camera: str | None = None
     time: str | None = None
+    #: footage only: the video file or frame folder of the crop (absolute path).
+    source: str | None = None
+    #: footage only: the 1-based frame number the crop was cut from.
+    frame: int | None = None
+    #: footage only: the crop's (x, y, w, h) integer pixels in that frame.
+    box: tuple[int, int, int, int] | None = None
+    #: footage only: the track id within ``source``.
+    track: int | None = None
 
     @classmethod
     def of(cls, rank: int, image_id: int, score: float, record: ImageRecord) -> SearchHit:
         """The hit at ``rank`` for image ``image_id`` and its metadata record."""
-        time = format_time(record.time)
-        return cls(rank, image_id, record.path, score, record.identity, record.camera, time)
+        return cls(
+            rank,
+            image_id,
+            record.path,
+            score,
+            record.identity,
+            record.camera,
+            format_time(record.time, milliseconds=record.frame is not None),
+            record.source,
+            record.frame,
+            record.box,
+            record.track,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields."""
         return asdict(self)
+
+
+def best_of_each_track(
+    scores: np.ndarray, ids: np.ndarray, records: dict[int, ImageRecord], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first (best) entry of each track among ranked ``ids``, at most ``k``.
+
+    A track is a (source, track id) pair; an entry without a track id stands alone.
+
+    Args:
+        scores, ids: (M,) ranked best first.
+        records: the metadata of every id.
+    """
+    seen: set[tuple[str | None, int]] = set()
+    rows = []
+    for row, image_id in enumerate(ids.tolist()):
+        record = records[image_id]
+        if record.track is not None:
+            key = (record.source, record.track)
+            if key in seen:
+                continue
+            seen.add(key)
+        rows.append(row)
+        if len(rows) == k:
+            break
+    return scores[rows], ids[rows]
 
 
 class SearchResults(list[SearchHit]):
@@ -178,8 +225,21 @@ class Retriever:
 
     @property
     def images_root(self) -> Path:
-        """The folder the indexed paths are relative to."""
+        """The folder the indexed paths are relative to (the index itself for footage crops)."""
+        if self.footage:
+            return self.directory.resolve()
         return Path(self._snapshot.manifest["images_root"])
+
+    @property
+    def footage(self) -> bool:
+        """Whether the index holds crops of footage (:mod:`irra.retrieval.footage`)."""
+        return "footage" in self._snapshot.manifest
+
+    @property
+    def per_track(self) -> int | None:
+        """Crops stored per track of a footage index searched by track; None otherwise."""
+        footage = self._snapshot.manifest.get("footage")
+        return footage.get("per_track") if isinstance(footage, dict) else None
 
     def __len__(self) -> int:
         return int(self._snapshot.vectors.ntotal)
@@ -252,10 +312,15 @@ class Retriever:
                     message=f"no image of the {total} in the index passes the filter",
                     candidates=0,
                 )
-            scores, ids = self._ranked(snapshot, vector, keep, k, rerank)
+            footage = snapshot.manifest.get("footage")
+            per_track = footage.get("per_track") if isinstance(footage, dict) else None
+            # a track holds at most per_track entries: k * per_track give k tracks
+            scores, ids = self._ranked(snapshot, vector, keep, k * (per_track or 1), rerank)
             if min_score is not None:
                 scores, ids = scores[scores >= min_score], ids[scores >= min_score]
             records = snapshot.metadata.get(ids.tolist())
+            if per_track:
+                scores, ids = best_of_each_track(scores, ids, records, k)
         hits = [
             SearchHit.of(rank, i, float(score), records[i])
             for rank, (i, score) in enumerate(zip(ids.tolist(), scores, strict=True), start=1)
@@ -394,6 +459,7 @@ class Retriever:
         Raises:
             GalleryError: a path outside the image root, not an image, or undecodable.
         """
+        refuse_footage(self.manifest, self.directory)
         root = self.images_root
         files = []
         for path in paths:

@@ -5,7 +5,9 @@ Layout::
     INDEX/CURRENT               name of the live version (replaced atomically)
     INDEX/v-<id>/manifest.json  format, model identity, image root, index type, counts
     INDEX/v-<id>/vectors.faiss  the embeddings (FAISS index, ids = row positions)
-    INDEX/v-<id>/meta.sqlite    one row per image: id, path, size, mtime, identity, camera, time
+    INDEX/v-<id>/meta.sqlite    one row per image: id, path, size, mtime, identity, camera, time,
+                                and for a crop of footage its source, frame, box and track
+    INDEX/crops/                the crops of a footage index (:mod:`irra.retrieval.footage`)
 
 Ids are row positions and follow the path order (every writer sorts the records by path), so the
 images under one folder have consecutive ids.
@@ -42,8 +44,11 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "irra-index"
 #: 2 added the capture time per image; a format-1 index is upgraded by ``irra index`` (no image
-#: is encoded again).
-FORMAT_VERSION = 2
+#: is encoded again). 3 added the provenance of footage crops (source, frame, box, track): a
+#: format-2 index reads as one without footage, and its next update writes format 3.
+FORMAT_VERSION = 3
+#: The oldest format search reads as it is.
+SEARCHABLE_VERSION = 2
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
@@ -63,8 +68,18 @@ class ImageRecord:
     mtime_ns: int
     identity: str | None = None
     camera: str | None = None
-    #: capture time, UNIX seconds (UTC): labels file, else EXIF DateTimeOriginal, else mtime.
+    #: capture time, UNIX seconds (UTC): labels file, else EXIF DateTimeOriginal, else mtime;
+    #: for footage, ``--start`` plus the frame's time in the source.
     time: float | None = None
+    #: footage only: the video file or frame folder the crop was cut from (absolute path).
+    source: str | None = None
+    #: footage only: 1-based frame number in ``source``.
+    frame: int | None = None
+    #: footage only: (x, y, w, h) integer pixels of the crop in the frame.
+    box: tuple[int, int, int, int] | None = None
+    #: footage only: track id within ``source`` (None for a crop stored ``--per-frame`` without
+    #: one).
+    track: int | None = None
 
 
 def is_index(directory: str | os.PathLike[str]) -> bool:
@@ -123,11 +138,11 @@ def read_manifest(version: Path, *, upgrade: bool = False) -> dict[str, Any]:
             f"{path}: index format {version!r} is newer than this irra {irra.__version__} reads "
             f"({FORMAT_VERSION}) or not a version; upgrade irra, or rebuild the index"
         )
-    if version < FORMAT_VERSION and not upgrade:
+    if version < SEARCHABLE_VERSION and not upgrade:
         raise IndexStoreError(
-            f"{path}: index format {version} is older than this irra searches ({FORMAT_VERSION}: "
-            f"capture times); upgrade it with `irra index --out {path.parent.parent}` (no image is "
-            "encoded again)"
+            f"{path}: index format {version} is older than this irra searches "
+            f"({SEARCHABLE_VERSION}: capture times); upgrade it with "
+            f"`irra index --out {path.parent.parent}` (no image is encoded again)"
         )
     problems = [
         key for key, kind in _MANIFEST_FIELDS.items() if not isinstance(manifest.get(key), kind)
@@ -159,8 +174,8 @@ class Metadata:
         self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self._lock = threading.Lock()
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(images)")}
-        time = "time" if "time" in columns else "NULL"  # format 1 had no capture time
-        self._fields = f"path, size, mtime_ns, identity, camera, {time}"
+        # format 1 had no capture time, formats 1 and 2 no footage provenance
+        self._fields = ", ".join(c if c in columns else "NULL" for c in _COLUMNS)
 
     def close(self) -> None:
         """Close the database."""
@@ -180,13 +195,13 @@ class Metadata:
         sql = f"SELECT id, {self._fields} FROM images WHERE id IN ({marks})"
         with self._lock:
             rows = self._conn.execute(sql, ids).fetchall()
-        return {row[0]: ImageRecord(*row[1:]) for row in rows}
+        return {row[0]: _record(row[1:]) for row in rows}
 
     def all(self) -> list[ImageRecord]:
         """Every record, in id order."""
         sql = f"SELECT {self._fields} FROM images ORDER BY id"
         with self._lock:
-            return [ImageRecord(*row) for row in self._conn.execute(sql)]
+            return [_record(row) for row in self._conn.execute(sql)]
 
     def column(self, name: str) -> list[Any]:
         """One column (``identity``, ``camera`` or ``time``) for every image, in id order."""
@@ -203,6 +218,31 @@ class Metadata:
         return (0, 0) if low is None else (int(low), int(high) + 1)
 
 
+#: The metadata columns after ``id``, in the order of :class:`ImageRecord`'s fields (the box
+#: is four columns).
+_COLUMNS = (
+    "path",
+    "size",
+    "mtime_ns",
+    "identity",
+    "camera",
+    "time",
+    "source",
+    "frame",
+    "box_x",
+    "box_y",
+    "box_w",
+    "box_h",
+    "track",
+)
+
+
+def _record(row: Sequence[Any]) -> ImageRecord:
+    """A row of :data:`_COLUMNS` -> :class:`ImageRecord`."""
+    box = None if row[8] is None else (int(row[8]), int(row[9]), int(row[10]), int(row[11]))
+    return ImageRecord(*row[:8], box=box, track=row[12])
+
+
 def write_metadata(path: Path, records: Sequence[ImageRecord]) -> None:
     """Create ``meta.sqlite`` at ``path`` with ``records`` at ids 0..N-1."""
     conn = sqlite3.connect(path)
@@ -210,12 +250,25 @@ def write_metadata(path: Path, records: Sequence[ImageRecord]) -> None:
         conn.execute(
             "CREATE TABLE images (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, "
             "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, identity TEXT, camera TEXT, "
-            "time REAL)"
+            "time REAL, source TEXT, frame INTEGER, box_x INTEGER, box_y INTEGER, "
+            "box_w INTEGER, box_h INTEGER, track INTEGER)"
         )
         conn.executemany(
-            "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO images VALUES (?{', ?' * len(_COLUMNS)})",
             (
-                (i, r.path, r.size, r.mtime_ns, r.identity, r.camera, r.time)
+                (
+                    i,
+                    r.path,
+                    r.size,
+                    r.mtime_ns,
+                    r.identity,
+                    r.camera,
+                    r.time,
+                    r.source,
+                    r.frame,
+                    *(r.box if r.box is not None else (None,) * 4),
+                    r.track,
+                )
                 for i, r in enumerate(records)
             ),
         )

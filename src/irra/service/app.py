@@ -15,12 +15,13 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from irra import __version__
 from irra.retrieval.capture import format_time
 from irra.retrieval.query import MAX_PARTS, Query, QueryError, check_query
 from irra.retrieval.retriever import Retriever
+from irra.service.frames import FrameUnavailable, frame_jpeg
 from irra.service.schemas import (
     MAX_ID,
     Facets,
@@ -92,8 +93,9 @@ def create_app(retriever: Retriever) -> FastAPI:
     """The web application serving ``retriever``.
 
     Routes: ``GET /`` (search page), ``POST /api/search``, ``POST /api/search/upload``,
-    ``GET /api/images/{id}``, ``GET /api/facets``, ``GET /api/health``; the OpenAPI schema at
-    ``/openapi.json`` and docs at ``/docs``.
+    ``GET /api/images/{id}``, ``GET /api/images/{id}/frame`` (footage: the whole frame),
+    ``GET /api/facets``, ``GET /api/health``; the OpenAPI schema at ``/openapi.json`` and docs
+    at ``/docs``.
     """
     app = FastAPI(
         title="irra search",
@@ -149,7 +151,14 @@ def create_app(retriever: Retriever) -> FastAPI:
         return SearchResponse(
             query=fields.query.strip() if fields.query is not None else None,
             k=fields.k,
-            results=[SearchResult(**h.to_dict(), url=f"/api/images/{h.id}") for h in hits],
+            results=[
+                SearchResult(
+                    **h.to_dict(),
+                    url=f"/api/images/{h.id}",
+                    frame_url=f"/api/images/{h.id}/frame" if h.frame is not None else None,
+                )
+                for h in hits
+            ],
             message=hits.message,
             candidates=hits.candidates,
         )
@@ -174,7 +183,12 @@ def create_app(retriever: Retriever) -> FastAPI:
     def facets() -> Facets:
         """The index's cameras and the range of its capture times (what filters can name)."""
         cameras, first, last = retriever.facets()
-        return Facets(cameras=cameras, first_time=format_time(first), last_time=format_time(last))
+        ms = retriever.footage  # frames are milliseconds apart; photos are stamped to the second
+        return Facets(
+            cameras=cameras,
+            first_time=format_time(first, milliseconds=ms),
+            last_time=format_time(last, milliseconds=ms),
+        )
 
     @app.post("/api/search", response_model=SearchResponse, responses=_ERRORS)
     def search(request: SearchRequest) -> SearchResponse:
@@ -224,5 +238,33 @@ def create_app(retriever: Retriever) -> FastAPI:
                 detail=f"image {image_id} is no longer on disk; run irra index again",
             )
         return FileResponse(path, media_type=_MEDIA_TYPES.get(path.suffix.lower()))
+
+    @app.get(
+        "/api/images/{image_id}/frame",
+        response_class=Response,
+        responses={
+            200: {"content": {"image/jpeg": {}}, "description": "the whole frame as JPEG"},
+            404: {
+                "model": Problem,
+                "description": "no such image, not a crop of footage, or its footage unreadable",
+            },
+        },
+    )
+    def frame(image_id: Annotated[int, PathParam(ge=-MAX_ID - 1, le=MAX_ID)]) -> Response:
+        """The whole frame a crop of footage was cut from, as JPEG (its box is in the results)."""
+        try:
+            record = retriever.record(image_id)
+        except KeyError as err:
+            raise HTTPException(status_code=404, detail=f"no image with id {image_id}") from err
+        if record.source is None or record.frame is None:
+            raise HTTPException(
+                status_code=404,
+                detail=f"image {image_id} is not a crop of footage: it has no frame; "
+                f"/api/images/{image_id} serves the image itself",
+            )
+        try:
+            return Response(frame_jpeg(record.source, record.frame), media_type="image/jpeg")
+        except FrameUnavailable as err:
+            raise HTTPException(status_code=404, detail=str(err)) from err
 
     return app

@@ -198,7 +198,12 @@ class UploadFields(_Fields):
 
 
 class SearchResult(BaseModel):
-    """One ranked image; ``url`` serves the picture, ``time`` is its capture time (UTC)."""
+    """One ranked image; ``url`` serves the picture, ``time`` is its capture time (UTC).
+
+    A crop of footage also says where it was seen (null for an image-folder index): ``source``
+    (video file or frame folder), ``frame`` (1-based), ``box`` (x, y, w, h in that frame's
+    pixels), ``track`` (its id within the source) and ``frame_url``, which serves the whole frame.
+    """
 
     rank: int
     id: int
@@ -208,6 +213,11 @@ class SearchResult(BaseModel):
     camera: str | None = None
     time: str | None = None
     url: str
+    source: str | None = None
+    frame: int | None = None
+    box: tuple[int, int, int, int] | None = None
+    track: int | None = None
+    frame_url: str | None = None
 
 
 class SearchResponse(BaseModel):
@@ -236,8 +246,12 @@ class Facets(BaseModel):
     """What the index can be filtered by: its cameras and the range of its capture times."""
 
     cameras: list[str]
-    first_time: str | None = Field(description="earliest capture time, ISO 8601 UTC")
-    last_time: str | None = Field(description="latest capture time, ISO 8601 UTC")
+    first_time: str | None = Field(
+        description="earliest capture time, ISO 8601 UTC (to the millisecond for footage)"
+    )
+    last_time: str | None = Field(
+        description="latest capture time, ISO 8601 UTC (to the millisecond for footage)"
+    )
 
 
 class Problem(BaseModel):
