@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from irra.engine import run_files
+
 
 def run_mode(data: Path, out: Path, nproc: int, threads: int, extra: list[str]) -> dict[str, float]:
     """Train one epoch of the synth config; returns steps/s and samples/s of the epoch."""
@@ -44,7 +46,7 @@ def run_mode(data: Path, out: Path, nproc: int, threads: int, extra: list[str]) 
     ]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     subprocess.run(command, env=env, check=True, capture_output=True)
-    epoch = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    epoch = json.loads((out / run_files.EPOCH_LOG).read_text().splitlines()[-1])
     return {
         "steps_s": epoch["step"] / epoch["epoch_time"],
         "samples_s": epoch["samples"] / epoch["epoch_time"],

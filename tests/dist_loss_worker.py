@@ -66,11 +66,39 @@ def make_batch(shared_text: bool) -> dict[str, torch.Tensor]:
     }
 
 
+def make_rde_model() -> torch.nn.Module:
+    """A tiny randomly initialised RDE model (BGE + TSE heads), the same in every process."""
+    torch.manual_seed(0)
+    clip = CLIPConfig(
+        embed_dim=32,
+        vision=VisionConfig((32, 16), patch_size=8, stride_size=8, width=32, layers=1, heads=1),
+        text=TextConfig(context_length=CONTEXT, vocab_size=49408, width=32, layers=1, heads=1),
+    )
+    return build_model(clip, loss_names="bge+tse", tse_dim=16)
+
+
+def make_rde_batch() -> dict[str, torch.Tensor]:
+    """The global batch with sample indices (into a training set of 40 pairs)."""
+    batch = make_batch(False)
+    del batch["mlm_ids"], batch["mlm_labels"]
+    batch["index"] = torch.arange(3, 3 + 2 * GLOBAL_BATCH, 2)
+    return batch
+
+
+def rde_objective(ctx=None):
+    """RDE's objective with per-sample weights: every third training pair judged noisy."""
+    from irra.methods.rde import RDEObjective
+
+    objective = RDEObjective(("bge", "tse"), temperature=0.05, margin=0.3, dist_ctx=ctx)
+    objective.weights = (torch.arange(40) % 3 != 0).float()
+    return objective
+
+
 def main(out: Path) -> None:
     import torch.distributed as dist
 
     from irra.engine.distributed import distributed_session, mean_over_processes, wrap_ddp
-    from irra.objectives import compute_losses
+    from irra.methods.irra import compute_losses
 
     torch.set_num_threads(1)
     results = {}
@@ -81,7 +109,9 @@ def main(out: Path) -> None:
             model = make_model(loss_names)
             ddp = wrap_ddp(model, torch.device("cpu"))
             batch = {k: v[rows] for k, v in make_batch(shared).items()}
-            losses = compute_losses(ddp, batch, dist_ctx=ctx, global_batch=global_batch)
+            losses = compute_losses(
+                ddp, batch, masked_global_text=shared, dist_ctx=ctx, global_batch=global_batch
+            )
             losses["loss"].backward()
             results[name] = {
                 "losses": {k: float(v) for k, v in mean_over_processes(losses, ctx).items()},
@@ -89,6 +119,16 @@ def main(out: Path) -> None:
                     n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
                 },
             }
+        # RDE: TAL of the gathered global batch, weighted per sample by its global index
+        model = make_rde_model().eval()  # eval mode: batch norm independent of the split
+        ddp = wrap_ddp(model, torch.device("cpu"))
+        batch = {k: v[rows] for k, v in make_rde_batch().items()}
+        losses = rde_objective(ctx)(ddp, batch)
+        losses["loss"].backward()
+        results["rde"] = {
+            "losses": {k: float(v) for k, v in mean_over_processes(losses, ctx).items()},
+            "grads": {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+        }
         results["world_size"] = dist.get_world_size()
         torch.save(results, out / f"rank{ctx.rank}.pt")
 

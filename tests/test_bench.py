@@ -127,7 +127,8 @@ def test_cli_train_step_and_encode_report_utilisation(tmp_path, capsys):
     assert set(rows) == {"irra", "two-text-passes"}
     assert 0 < rows["irra"]["MFU"] < 1.5
     assert rows["two-text-passes"]["GFLOP run"] > rows["irra"]["GFLOP run"]  # the extra pass
-    assert main(["bench", "encode", "--size", "tiny", "--batch", "4", "--repeat", "1"]) == 0
+    args = ["bench", "encode", "--size", "tiny", "--batch", "4", "--repeat", "1", "--device", "cpu"]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert "train-step tiny" in printed and "captions" in printed
 

@@ -7,12 +7,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_data_support import make_entries, write_dataset, write_images
+from test_data_support import (
+    REAL_CUHK_VAL,
+    REAL_CUHK_VAL_ABSENT,
+    make_entries,
+    write_dataset,
+    write_images,
+)
 
 from irra.data.formats import FORMATS, get_format, read_dataset
 from irra.data.validate import DatasetError
 
-REAL_VAL = Path("/work/shared/data/cuhkpedes_val_reid.json")
+REAL_VAL = REAL_CUHK_VAL
 
 LAYOUTS = [
     # name, annotation file, image key, offset the test expects
@@ -22,7 +28,7 @@ LAYOUTS = [
 ]
 
 
-@pytest.mark.skipif(not REAL_VAL.is_file(), reason="real CUHK-PEDES val annotation not present")
+@pytest.mark.skipif(not REAL_VAL.is_file(), reason=REAL_CUHK_VAL_ABSENT)
 def test_real_cuhk_val_annotation_reads_with_published_counts(tmp_path: Path) -> None:
     entries = json.loads(REAL_VAL.read_text(encoding="utf-8"))
     folder = tmp_path / "CUHK-PEDES"

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
+
+#: The real CUHK-PEDES val annotation (3,078 images, 6,158 captions; not redistributable, so not
+#: in the repository): the file named by IRRA_CUHK_VAL_JSON, else
+#: shared/data/cuhkpedes_val_reid.json in the folder that holds the repository.
+REAL_CUHK_VAL = Path(
+    os.environ.get("IRRA_CUHK_VAL_JSON")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "cuhkpedes_val_reid.json"
+)
+REAL_CUHK_VAL_ABSENT = (
+    f"the real CUHK-PEDES val annotation is not at {REAL_CUHK_VAL}; set IRRA_CUHK_VAL_JSON to "
+    "the path of cuhkpedes_val_reid.json to run this test"
+)
 
 
 def png_bytes(size: tuple[int, int] = (4, 8), color: tuple[int, int, int] = (90, 30, 200)) -> bytes:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from irra.engine.distributed import DistContext, all_gather_rows, bare_module, shard_range
-from irra.objectives import compute_losses
+from irra.methods.irra import compute_losses
 
 HERE = Path(__file__).parent
 
@@ -25,9 +25,11 @@ def _worker() -> ModuleType:
     return module
 
 
-def torchrun(nproc: int, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def torchrun(
+    nproc: int, *args: str, timeout: float = 600, omp_threads: int = 1
+) -> subprocess.CompletedProcess:
     """Run ``torchrun --standalone --nproc_per_node nproc ARGS`` with this checkout's irra."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
+    env = dict(os.environ, OMP_NUM_THREADS=str(omp_threads), PYTHONPATH=os.pathsep.join(sys.path))
     command = [
         sys.executable,
         "-m",
@@ -58,7 +60,7 @@ def single_process(case: str, halves: int = 1) -> tuple[dict[str, float], dict[s
     sums: dict[str, float] = {}
     for h in range(halves):
         piece = {k: v[h * part : (h + 1) * part] for k, v in batch.items()}
-        losses = compute_losses(model, piece)
+        losses = compute_losses(model, piece, masked_global_text=shared)
         (losses["loss"] / halves).backward()
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) / halves
@@ -94,6 +96,18 @@ def test_per_process_setting_averages_the_losses_of_each_part(two_process_step):
     assert losses["sdm"] != pytest.approx(global_losses["sdm"], rel=1e-3)  # the modes differ
     for rank in range(2):
         assert_same_step(two_process_step[rank]["per_process"], losses, grads)
+
+
+def test_rde_with_two_processes_equals_one_process(two_process_step):
+    worker = _worker()
+    model = worker.make_rde_model().eval()
+    losses = worker.rde_objective()(model, worker.make_rde_batch())
+    losses["loss"].backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    assert 0 < values["clean_share"] < 1 and values["bge"] > 0 and values["tse"] > 0
+    for rank in range(2):
+        assert_same_step(two_process_step[rank]["rde"], values, grads)
 
 
 def test_one_process_helpers_are_identities():

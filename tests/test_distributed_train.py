@@ -15,7 +15,13 @@ from test_distributed import torchrun
 from test_train_run import overrides, synth_root  # noqa: F401  (the SynthPedes fixture)
 
 from irra.cli import main
-from irra.cli.train import launch_command, threads_per_process
+from irra.cli.train import launch_command
+from irra.engine.cpu_threads import (
+    choose_threads,
+    set_process_threads,
+    threads_per_process,
+    usable_cores,
+)
 
 # No convolutional stem: its batch norms see each process's part of the batch on CPU (there is no
 # synchronised batch norm there), so only a model without one trains exactly like one process.
@@ -119,7 +125,6 @@ def test_nproc_launches_torchrun_with_the_same_arguments(tmp_path):
     tail = ["-m", "irra", "train", "--config", "synth", "--out", str(tmp_path / "run")]
     assert command[5:12] == tail
     assert command[-1] == "train.epochs=1"
-    assert threads_per_process(1) >= threads_per_process(2) >= 1
 
 
 def test_a_global_batch_that_does_not_split_over_the_processes_is_refused(
@@ -139,3 +144,48 @@ def test_a_global_batch_that_does_not_split_over_the_processes_is_refused(
     )
     assert result.returncode != 0
     assert "does not split evenly over 2 processes" in result.stderr + result.stdout
+
+
+def test_threads_per_process_share_the_cores():
+    assert threads_per_process(8, 1) == 8
+    assert threads_per_process(8, 3) == 2
+    assert threads_per_process(2, 4) == 1  # never zero
+
+
+@pytest.mark.parametrize(
+    ("requested", "device", "current", "cores", "processes", "expected"),
+    [
+        (None, "cpu", 2, 2, 2, 1),  # OMP_NUM_THREADS=2 under torchrun on 2 cores: capped
+        (None, "cpu", 1, 16, 2, 1),  # torchrun's default of 1 thread is kept
+        (None, "cpu", 16, 16, 1, 16),  # one process keeps every core
+        (None, "cuda", 8, 8, 2, 8),  # on CUDA the CPU threads are left as they are
+        (3, "cpu", 2, 2, 2, 3),  # train.threads says otherwise
+    ],
+)
+def test_choose_threads(requested, device, current, cores, processes, expected):
+    got = choose_threads(requested, device, current=current, cores=cores, processes=processes)
+    assert got == expected
+
+
+def test_oversubscribed_threads_are_warned_about(monkeypatch, caplog):
+    before = torch.get_num_threads()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    try:
+        with caplog.at_level("WARNING", logger="irra"):
+            set_process_threads(usable_cores(), "cpu")
+            assert f"2 processes x {usable_cores()} CPU threads exceed" in caplog.text
+            caplog.clear()
+            assert set_process_threads(None, "cpu") == threads_per_process(usable_cores(), 2)
+            assert torch.get_num_threads() == threads_per_process(usable_cores(), 2)
+            assert "exceed" not in caplog.text
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_torchrun_processes_take_their_share_of_the_cores(synth_root, tmp_path):  # noqa: F811
+    """OMP_NUM_THREADS=<all cores> exported, 2 processes: each trains with cores / 2 threads."""
+    run = tmp_path / "run"
+    argv = ["-m", "irra", "train", "--config", "synth", "--out", str(run)]
+    torchrun(2, *argv, *overrides(synth_root, 1), *ARGS, omp_threads=usable_cores())
+    share = threads_per_process(usable_cores(), 2)
+    assert f"{share} CPU threads per process" in (run / "train.log").read_text()

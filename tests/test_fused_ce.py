@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from irra.fused_ce import linear_cross_entropy
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
 def _inputs(n, d, v, *, bias=True, seed=0, dtype=torch.float32, device="cpu"):
@@ -146,7 +146,7 @@ def test_autocast_keeps_float32_math():
     torch.testing.assert_close(loss, want_loss, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cuda_matches_pytorch():
     h, w, b, y = _inputs(65, 64, 1000, device="cuda")
     loss, correct = linear_cross_entropy(h, w, b, y, chunk_size=16)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from irra.losses import cmpm_loss, id_loss, itc_loss, mlm_loss, sdm_loss
+from irra.losses import cmpm_loss, id_loss, itc_loss, mlm_loss, sdm_loss, tal_loss
 
 EPS = 1e-8
 
@@ -268,3 +268,104 @@ def test_shape_mismatches_fail_early():
         id_loss(torch.randn(3, 4), torch.randn(3, 5), torch.arange(3))
     with pytest.raises(ValueError, match="labels"):
         mlm_loss(torch.randn(3, 4), torch.ones(2, dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------- TAL (RDE)
+def _tal_direction_oracle(rows, pids, tau, margin):
+    """Per-row TAL by explicit loops: rows[i][j] = similarity of query i with candidate j."""
+    out = []
+    for i, row in enumerate(rows):
+        same = [j for j in range(len(row)) if pids[j] == pids[i]]
+        other = [j for j in range(len(row)) if pids[j] != pids[i]]
+        top = max(row[j] / tau for j in same)
+        z = sum(math.exp(row[j] / tau - top) for j in same)
+        pos = sum(math.exp(row[j] / tau - top) / z * row[j] for j in same)
+        if not other:
+            out.append(0.0)
+            continue
+        top_neg = max(row[j] / tau for j in other)
+        log_sum = top_neg + math.log(sum(math.exp(row[j] / tau - top_neg) for j in other))
+        out.append(max(0.0, margin - pos + tau * log_sum))
+    return out
+
+
+def tal_oracle(image, text, pids, tau, margin):
+    img, txt, pids = _unit(image.double().tolist()), _unit(text.double().tolist()), pids.tolist()
+    t2i = [[_dot(t, i) for i in img] for t in txt]
+    i2t = [[_dot(i, t) for t in txt] for i in img]
+    a = _tal_direction_oracle(t2i, pids, tau, margin)
+    b = _tal_direction_oracle(i2t, pids, tau, margin)
+    return [x + y for x, y in zip(a, b, strict=True)]
+
+
+@pytest.mark.parametrize("pids", [[0, 1, 2, 3, 4, 5], [0, 0, 1, 1, 1, 2], [3, 3, 3, 3, 7, 7]])
+@pytest.mark.parametrize("tau,margin", [(0.015, 0.1), (0.2, 0.3)])
+def test_tal_loss_matches_double_loop_oracle(pids, tau, margin) -> None:
+    gen = torch.Generator().manual_seed(len(set(pids)) + 10)
+    image = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    text = image + 2.0 * torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    pids_t = torch.tensor(pids)
+    got = tal_loss(image, text, pids_t, temperature=tau, margin=margin)
+    expected = torch.tensor(tal_oracle(image, text, pids_t, tau, margin), dtype=torch.float64)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+    assert got.shape == (6,)
+    assert (got > 0).sum() >= 2  # some hinges active
+    torch.testing.assert_close(tal_loss(image, text, pids_t, tau, margin, "sum"), expected.sum())
+    torch.testing.assert_close(tal_loss(image, text, pids_t, tau, margin, "mean"), expected.mean())
+
+
+def test_tal_loss_tends_to_hardest_negative_triplet_loss() -> None:
+    gen = torch.Generator().manual_seed(5)
+    image = torch.randn(8, 6, generator=gen, dtype=torch.float64)
+    text = image + 0.7 * torch.randn(8, 6, generator=gen, dtype=torch.float64)
+    pids = torch.tensor([0, 0, 1, 1, 2, 3, 3, 3])
+    img, txt = _unit(image.tolist()), _unit(text.tolist())
+
+    def triplet(rows):  # [m - most similar positive + most similar negative]_+ per row
+        out = []
+        for i, row in enumerate(rows):
+            pos = max(row[j] for j in range(8) if pids[j] == pids[i])
+            neg = max(row[j] for j in range(8) if pids[j] != pids[i])
+            out.append(max(0.0, 0.1 - pos + neg))
+        return out
+
+    t2i = triplet([[_dot(t, i) for i in img] for t in txt])
+    i2t = triplet([[_dot(i, t) for t in txt] for i in img])
+    limit = torch.tensor([a + b for a, b in zip(t2i, i2t, strict=True)], dtype=torch.float64)
+    assert limit.sum() > 0
+    gaps = [
+        float((tal_loss(image, text, pids, temperature=tau, margin=0.1) - limit).abs().max())
+        for tau in (0.1, 0.01, 1e-3, 1e-5)
+    ]
+    assert gaps[-1] < 1e-4
+    assert gaps == sorted(gaps, reverse=True)
+
+
+def test_tal_loss_gradient_skips_the_positive_weights() -> None:
+    """The softmax weights of the positives are detached: the gradient matches an oracle
+    that treats them as constants."""
+    gen = torch.Generator().manual_seed(2)
+    image = torch.randn(4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    text = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    pids = torch.tensor([0, 0, 1, 2])
+    tau, margin = 0.5, 2.0  # a large margin keeps every hinge active
+    tal_loss(image, text, pids, tau, margin, "sum").backward()
+    img = torch.nn.functional.normalize(image, dim=-1)
+    txt = torch.nn.functional.normalize(text, dim=-1)
+    sims = txt @ img.T
+    pos = pids[:, None] == pids[None, :]
+    total = 0
+    for s, p in ((sims, pos), (sims.T, pos.T)):
+        w = torch.softmax((s / tau).masked_fill(~p, -torch.inf), 1).detach()
+        neg = tau * torch.logsumexp((s / tau).masked_fill(p, -torch.inf), 1)
+        total = total + (margin - (w * s).sum(1) + neg).sum()
+    (expected,) = torch.autograd.grad(total, image)
+    torch.testing.assert_close(image.grad, expected)
+
+
+def test_tal_loss_rejects_bad_arguments() -> None:
+    x = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="temperature"):
+        tal_loss(x, x, torch.arange(3), temperature=0.0)
+    with pytest.raises(ValueError, match="reduction"):
+        tal_loss(x, x, torch.arange(3), reduction="max")

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from irra import losses
+from irra.methods.irra import compute_losses
 from irra.model import CLIPConfig, TextConfig, VisionConfig, build_model
-from irra.objectives import compute_losses
 
 MASK_ID = 49405
 
@@ -55,33 +55,30 @@ def count_text_passes(model):
     return calls, handle
 
 
-def test_one_text_pass_equals_two_passes_when_inputs_are_equal():
+def test_masked_global_text_takes_one_text_pass_with_the_same_losses():
     model = tiny_model()
     batch = make_batch()
     shared = {**batch, "caption_ids": batch["mlm_ids"]}  # the reference: caption masked in place
     calls, handle = count_text_passes(model)
-    one = compute_losses(model, shared)
+    one = compute_losses(model, shared, masked_global_text=True)
     assert len(calls) == 1
-    equal_copy = compute_losses(model, {**shared, "caption_ids": shared["mlm_ids"].clone()})
-    assert len(calls) == 2
-    two = compute_losses(model, shared, same_text_input=False)
-    assert len(calls) == 4
+    two = compute_losses(model, shared, masked_global_text=False)
+    assert len(calls) == 3
     handle.remove()
     for key in one:
         torch.testing.assert_close(one[key], two[key], msg=key)
-        torch.testing.assert_close(one[key], equal_copy[key], msg=key)
 
 
-def test_global_losses_use_the_clean_caption_when_inputs_differ():
+def test_global_losses_use_the_clean_caption_unless_masked_global_text():
     model = tiny_model()
     batch = make_batch()
-    out = compute_losses(model, batch)
+    out = compute_losses(model, batch, masked_global_text=False)
     with torch.no_grad():
         image = model.encode_image(batch["images"])
         text = model.encode_text(batch["caption_ids"])
     expected = losses.sdm_loss(image, text, batch["pids"], 1 / 0.02)
     torch.testing.assert_close(out["sdm"], expected)
-    forced = compute_losses(model, batch, same_text_input=True)  # reference behaviour
+    forced = compute_losses(model, batch, masked_global_text=True)  # reference behaviour
     with torch.no_grad():
         masked_text = model.encode_text(batch["mlm_ids"])
     torch.testing.assert_close(
@@ -92,7 +89,7 @@ def test_global_losses_use_the_clean_caption_when_inputs_differ():
 def test_id_and_mlm_losses_match_hand_computed_cross_entropies():
     model = tiny_model()
     batch = make_batch()
-    out = compute_losses(model, batch, mlm_weight=2.5, id_weight=0.5)
+    out = compute_losses(model, batch, masked_global_text=False, mlm_weight=2.5, id_weight=0.5)
     pids = batch["pids"]
     with torch.no_grad():
         image_tokens = model.encode_image_tokens(batch["images"])
@@ -127,7 +124,7 @@ def test_id_and_mlm_losses_match_hand_computed_cross_entropies():
 )
 def test_loss_keys_follow_loss_names(names, expected):
     model = tiny_model()
-    out = compute_losses(model, make_batch(), loss_names=names)
+    out = compute_losses(model, make_batch(), masked_global_text=False, loss_names=names)
     assert set(out) == expected | {"loss"}
     for key, value in out.items():
         assert value.ndim == 0 and torch.isfinite(value), key
@@ -137,14 +134,16 @@ def test_loss_keys_follow_loss_names(names, expected):
 def test_defaults_come_from_the_model_config():
     model = tiny_model(loss_names="sdm+id", id_loss_weight=3.0)
     batch = make_batch()
-    out = compute_losses(model, batch)
+    out = compute_losses(model, batch, masked_global_text=False)
     assert set(out) == {"sdm", "id", "loss", "img_acc", "txt_acc"}
-    torch.testing.assert_close(out["id"], 3.0 * compute_losses(model, batch, id_weight=1.0)["id"])
+    torch.testing.assert_close(
+        out["id"], 3.0 * compute_losses(model, batch, masked_global_text=False, id_weight=1.0)["id"]
+    )
 
 
 def test_backward_reaches_every_module():
     model = tiny_model()
-    out = compute_losses(model, make_batch())
+    out = compute_losses(model, make_batch(), masked_global_text=False)
     out["loss"].backward()
     for name in (
         "base_model.visual.conv1.weight",
@@ -159,7 +158,7 @@ def test_backward_reaches_every_module():
 
 def test_batch_without_masked_tokens_gives_zero_mlm_loss():
     model = tiny_model()
-    out = compute_losses(model, make_batch(masked=False), same_text_input=False)
+    out = compute_losses(model, make_batch(masked=False), masked_global_text=False)
     assert out["mlm"].item() == 0.0
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
@@ -182,23 +181,27 @@ def test_wrapped_models_are_called_through_their_forward():
     model = tiny_model()
     wrapper = Wrapper(model)
     batch = make_batch()
-    out = compute_losses(wrapper, batch)
+    out = compute_losses(wrapper, batch, masked_global_text=False)
     assert wrapper.calls == 1
-    torch.testing.assert_close(out["loss"], compute_losses(model, batch)["loss"])
+    torch.testing.assert_close(
+        out["loss"], compute_losses(model, batch, masked_global_text=False)["loss"]
+    )
 
 
 def test_losses_the_model_cannot_compute_are_refused():
     model = tiny_model(loss_names="sdm")
     with pytest.raises(ValueError, match="'mlm'"):
-        compute_losses(model, make_batch(), loss_names="sdm+mlm")
+        compute_losses(model, make_batch(), masked_global_text=False, loss_names="sdm+mlm")
     with pytest.raises(ValueError, match="'id'"):
-        compute_losses(model, make_batch(), loss_names="sdm+id")
+        compute_losses(model, make_batch(), masked_global_text=False, loss_names="sdm+id")
+    with pytest.raises(ValueError, match=r"\['tse'\] are not IRRA losses"):
+        compute_losses(model, make_batch(), masked_global_text=False, loss_names="sdm+tse")
 
 
 def test_losses_are_computed_in_float32_under_autocast():
     model = tiny_model()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = compute_losses(model, make_batch())
+        out = compute_losses(model, make_batch(), masked_global_text=False)
     for key, value in out.items():
         assert value.dtype == torch.float32, key
     out["loss"].backward()
@@ -242,7 +245,7 @@ def test_mlm_over_a_vocabulary_subset_classifies_into_its_rows():
     model = tiny_model(vocab_ids=tuple(kept))
     classes = [kept.index(t) if t in kept else len(kept) for t in targets.tolist()]
     assert classes.count(len(kept)) == 2
-    out = compute_losses(model, batch)
+    out = compute_losses(model, batch, masked_global_text=False)
     with torch.no_grad():
         image_tokens = model.encode_image_tokens(batch["images"])
         logits = model.mlm_logits(model.encode_text_tokens(batch["mlm_ids"]), image_tokens)

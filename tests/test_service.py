@@ -16,6 +16,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from irra.service import create_app  # noqa: E402
+from irra.service.app import MAX_BODY_BYTES  # noqa: E402
 
 QUERY = "a woman in a red dress with a black backpack"
 
@@ -84,7 +85,9 @@ def test_bad_requests_get_a_4xx_with_a_message(client):
             assert message in response.json()["detail"]
     assert client.post("/api/search", content=b"{not json").status_code == 422
     huge = client.post(
-        "/api/search", content=b"x" * 100_000, headers={"content-type": "application/json"}
+        "/api/search",
+        content=b"x" * (MAX_BODY_BYTES + 1),
+        headers={"content-type": "application/json"},
     )
     assert huge.status_code == 413
 

@@ -154,6 +154,14 @@ def test_cli_writes_dataset_and_contact_sheet(tmp_path):
     with Image.open(sheet) as im:
         assert im.format == "PNG" and im.height == 4 + 8 * (64 + 4)
     assert main([*argv, "--seed", "2"]) == 2  # different dataset in the way, no --overwrite
+    # --overwrite replaces it; 3 captions per image; identities split 0.5 / 0.2 / 0.3
+    more = ["--overwrite", "--captions-per-image", "3", "--splits", "0.5", "0.2", "0.3"]
+    assert main([*argv, "--seed", "2", *more]) == 0
+    entries = json.loads((out / "reid_raw.json").read_text())
+    assert all(len(e["captions"]) == 3 for e in entries)
+    ids = {split: {e["id"] for e in entries if e["split"] == split} for split in ("train", "test")}
+    assert (len(ids["train"]), len(ids["test"])) == (5, 3)
+    assert len({e["id"] for e in entries}) == 10
 
 
 def test_contact_sheet_of_one_split(dataset, tmp_path):

@@ -7,17 +7,17 @@ import importlib.util
 import json
 import pickle
 import random
-from pathlib import Path
 
 import pytest
 import regex
 import torch
 from oracle_clip_bpe import OfficialIrraBPE
+from test_data_support import REAL_CUHK_VAL, REAL_CUHK_VAL_ABSENT
 
 from irra import tokenizer as tok
 from irra.tokenizer import Tokenizer, default_bpe_path, default_tokenizer, tokenize
 
-VAL_JSON = Path(__file__).resolve().parents[2] / "shared" / "data" / "cuhkpedes_val_reid.json"
+VAL_JSON = REAL_CUHK_VAL
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def merge_lines() -> list[str]:
 @pytest.fixture(scope="module")
 def val_captions() -> list[str]:
     if not VAL_JSON.is_file():
-        pytest.skip(f"{VAL_JSON} not present")
+        pytest.skip(REAL_CUHK_VAL_ABSENT)
     entries = json.loads(VAL_JSON.read_text(encoding="utf-8"))
     return [caption for entry in entries for caption in entry["captions"]]
 

@@ -148,7 +148,20 @@ def test_one_epoch_through_the_cli_writes_a_complete_run(synth_root, tmp_path, c
     # `irra evaluate` on the run folder gives the same numbers.
     out_json = tmp_path / "eval.json"
     assert (
-        main(["evaluate", "--checkpoint", str(run), "--json", str(out_json), "--workers", "0"]) == 0
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(run),
+                "--json",
+                str(out_json),
+                "--workers",
+                "0",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
     )
     evaluated = json.loads(out_json.read_text())
     for key in metrics:
@@ -260,6 +273,8 @@ def test_official_checkpoint_evaluates_through_the_cli(synth_root, tmp_path):
         "--workers",
         "0",
         "--i2t",
+        "--device",
+        "cpu",
     ]
     assert main(argv) == 0
     got = json.loads(out.read_text())

@@ -22,7 +22,7 @@ _LAZY = {
     "load_model": ("irra.model", "load_model"),
     "save_model": ("irra.model", "save_model"),
     "IRRA": ("irra.model", "IRRA"),
-    "compute_losses": ("irra.objectives", "compute_losses"),
+    "compute_losses": ("irra.methods.irra", "compute_losses"),
     "load_config": ("irra.config", "load_config"),
     "Retriever": ("irra.retrieval", "Retriever"),
     "losses": ("irra.losses", None),

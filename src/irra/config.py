@@ -55,19 +55,26 @@ class ModelConfig:
     # "full": an embedding row (and MLM class) for each of the tokenizer's 49,408 ids; "train"
     # (custom arch): only for the ids in the training captions, others share an "unknown" row.
     vocab: str = "full"
+    # The method (irra.methods): "irra" or "rde". RDE's token selection heads: embedding width
+    # and the share of tokens selected.
+    method: str = "irra"
+    tse_dim: int = 1024
+    select_ratio: float = 0.3
 
 
 @dataclass
 class LossConfig:
     """Which objectives train the model and how they are weighted (total = sum)."""
 
-    names: tuple[str, ...] = ("sdm", "mlm", "id")
-    temperature: float = 0.02
+    names: tuple[str, ...] = ("sdm", "mlm", "id")  # a subset of the method's losses
+    temperature: float = 0.02  # SDM / ITC (logit scale 1 / temperature); RDE: TAL's tau
     mlm_weight: float = 1.0
     id_weight: float = 1.0
     # With several processes: True computes every loss on the global batch (features gathered
     # from all processes); False on each process's part only, as the reference code does.
     global_batch: bool = True
+    # The margin of RDE's triplet alignment loss (its temperature is ``temperature``).
+    margin: float = 0.1
 
 
 @dataclass
@@ -92,6 +99,27 @@ class DataConfig:
     masked_global_text: bool = True
     on_bad_entry: str = "fail"  # "fail" or "skip"
     check_images: bool = True
+    # Noisy correspondences: the captions of this share of the training pairs are shuffled
+    # among them (seeded by noise_seed), or as the permutation in noise_index (the RDE
+    # authors' noiseindex/{dataset}_{rate}.npy files).
+    noise_rate: float = 0.0
+    noise_index: str | None = None
+    noise_seed: int = 1
+
+
+@dataclass
+class RDEConfig:
+    """Settings of the RDE method's clean-sample division (used when model.method is rde)."""
+
+    # The authors' published runs train in eval mode: their division pass switches the model to
+    # eval mode and (in the code of the paper) never back. True reproduces that (batch norm of
+    # the TSE heads then uses its initial statistics); False restores train mode after it.
+    eval_mode_training: bool = True
+    # EM of the two-component Gaussian mixtures (the authors use 100, 1e-4, 1e-6 above 40%
+    # noise and on RSTPReid).
+    gmm_max_iter: int = 10
+    gmm_tol: float = 1e-2
+    gmm_reg_covar: float = 5e-4
 
 
 @dataclass
@@ -113,6 +141,9 @@ class OptimConfig:
     target_lr: float = 0.0
     grad_clip: float | None = None
     fused: bool | None = None  # None: fused on CUDA, foreach on CPU
+    # RDE's token selection heads (visul_emb_layer, texual_emb_layer): this learning rate for
+    # all their parameters (the authors: 1e-3); None applies the rules above to them too.
+    tse_lr: float | None = None
 
 
 @dataclass
@@ -129,7 +160,10 @@ class TrainConfig:
     log_every: int = 50
     tensorboard: bool = True
     report: bool = True
+    # torch.compile the image and text towers (irra.engine.compilation; see docs/performance.md)
     compile: bool = False
+    # CPU threads of each training process. None: torch's default (OMP_NUM_THREADS or the
+    # cores), capped on CPU at cores / processes on this machine when several processes train.
     threads: int | None = None
 
 
@@ -142,6 +176,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    rde: RDEConfig = field(default_factory=RDEConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML- and JSON-friendly dict (tuples become lists)."""

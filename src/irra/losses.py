@@ -8,6 +8,7 @@ L2-normalise them. Every function returns a scalar tensor that keeps the autogra
 - :func:`cmpm_loss`: Cross-Modal Projection Matching (Zhang & Lu, ECCV 2018), an ablation.
 - :func:`id_loss`: identity classification, averaged over the two modalities.
 - :func:`mlm_loss`: masked language modelling over the labelled positions (IRR).
+- :func:`tal_loss`: Triplet Alignment Loss of RDE (Qin et al., CVPR 2024), per sample.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["cmpm_loss", "id_loss", "itc_loss", "mlm_loss", "sdm_loss"]
+__all__ = ["cmpm_loss", "id_loss", "itc_loss", "mlm_loss", "sdm_loss", "tal_loss"]
 
 
 def _check_pair(image_feats: Tensor, text_feats: Tensor, pids: Tensor | None = None) -> None:
@@ -199,3 +200,66 @@ def cmpm_loss(
         raise ValueError(f"label_normalization must be 'sum' or 'l2', got {label_normalization!r}")
     log_q = torch.log(labels / norm + epsilon)
     return _row_kl(image_proj_text, log_q) + _row_kl(text_proj_image, log_q)
+
+
+def tal_loss(
+    image_feats: Tensor,
+    text_feats: Tensor,
+    pids: Tensor,
+    temperature: float = 0.015,
+    margin: float = 0.1,
+    reduction: Literal["none", "mean", "sum"] = "none",
+) -> Tensor:
+    """Triplet Alignment Loss (RDE): a smooth upper bound of the hardest-negative triplet loss.
+
+    With S = normalise(text) @ normalise(image)^T (text rows) and tau = ``temperature``, for text
+    i against the images (row i of S)::
+
+        t2i_i = [margin - sum_{j: pid_j = pid_i} a_ij S_ij
+                 + tau * log sum_{j: pid_j != pid_i} exp(S_ij / tau)]_+
+
+    where ``a_ij`` is the softmax of ``S_ij / tau`` over the same-identity entries of the row,
+    detached (no gradient). ``i2t_i`` is the same on S transposed (image i against the texts);
+    the per-sample loss is ``t2i_i + i2t_i``. As tau -> 0 the positive term tends to the most
+    similar same-identity entry and the negative term to the most similar other-identity entry:
+    ``[margin - max_pos S + max_neg S]_+``. A row without any other identity has loss 0.
+
+    Args:
+        image_feats: (B, D) float, not normalised.
+        text_feats: (B, D) float, not normalised; pair i is (image i, text i).
+        pids: (B,) long identities.
+        temperature: tau.
+        margin: m.
+        reduction: "none" returns the (B,) per-sample losses; "mean" or "sum" a scalar.
+
+    Returns:
+        (B,) float, or a scalar with ``reduction`` "mean" / "sum".
+    """
+    _check_pair(image_feats, text_feats, pids)
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    sims = F.normalize(text_feats, dim=-1) @ F.normalize(image_feats, dim=-1).T
+    positive = _same_identity(pids, torch.bool)
+    per_sample = _tal_rows(sims, positive, temperature, margin) + _tal_rows(
+        sims.T, positive.T, temperature, margin
+    )
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample
+
+
+def _tal_rows(sims: Tensor, positive: Tensor, temperature: float, margin: float) -> Tensor:
+    """TAL of each row of a (B, B) similarity matrix; ``positive`` (B, B) bool, diagonal True."""
+    logits = sims / temperature
+    weights = torch.softmax(logits.masked_fill(~positive, float("-inf")), dim=1).detach()
+    pos = (weights * sims).sum(dim=1)
+    negatives = logits.masked_fill(positive, float("-inf"))
+    has_negative = (~positive).any(dim=1)
+    # A row without negatives: logsumexp of nothing is -inf (loss 0); keep its gradient finite.
+    neg = temperature * torch.logsumexp(negatives.masked_fill(~has_negative[:, None], 0.0), dim=1)
+    loss = (margin - pos + neg).clamp(min=0)
+    return torch.where(has_negative, loss, torch.zeros_like(loss))

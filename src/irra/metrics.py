@@ -384,6 +384,10 @@ def _valid_queries(stats: QueryStats) -> Tensor:
     return valid
 
 
+#: The keys of :func:`retrieval_metrics`, in the order tables show them.
+METRIC_KEYS: tuple[str, ...] = ("R1", "R5", "R10", "mAP", "mINP")
+
+
 def retrieval_metrics(
     similarity: Tensor,
     query_pids: Tensor,

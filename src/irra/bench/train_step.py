@@ -41,7 +41,7 @@ from irra.bench.workload import build_bench_model, training_batch
 from irra.config import OptimConfig
 from irra.engine.optim import build_optimizer
 from irra.engine.trainer import Trainer
-from irra.objectives import compute_losses, unwrap
+from irra.methods.irra import compute_losses, unwrap
 from irra.runtime import resolve_precision
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def _reference_mlm_losses(model: nn.Module, batch: dict[str, Tensor], *, all_pos
 
 def _loss_fn(variant: str) -> Callable[[nn.Module, dict[str, Tensor]], dict[str, Tensor]]:
     if variant == "two-text-passes":
-        return lambda model, batch: compute_losses(model, batch, same_text_input=False)
+        return lambda model, batch: compute_losses(model, batch, masked_global_text=False)
     if variant == "mlm-all-positions":
         return lambda model, batch: _reference_mlm_losses(model, batch, all_positions=True)
     if variant == "mlm-materialised":

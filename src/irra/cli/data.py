@@ -11,29 +11,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
 
-from tqdm.auto import tqdm
-
+from irra.cli.progress import counter
 from irra.data.formats import FORMATS, read_dataset
 from irra.data.validate import DatasetError
-
-
-class _ProgressBar:
-    """A ``progress(done, total)`` callable drawing a tqdm bar on stderr."""
-
-    def __init__(self, desc: str) -> None:
-        self.desc = desc
-        self.bar: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            self.bar = tqdm(total=total, desc=self.desc, unit="img", file=sys.stderr, leave=False)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -79,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     saved_level = formats_logger.level
     if not getattr(args, "verbose", False):
         formats_logger.setLevel(logging.WARNING)
-    progress = _ProgressBar("checking images") if args.check_images else None
+    progress = counter("checking images", unit="img") if args.check_images else None
     try:
         data = read_dataset(
             args.dataset,

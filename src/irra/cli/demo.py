@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from irra.cli.progress import TrainProgressHook, bar, counter
     from irra.config import ConfigError, load_config
     from irra.data import DatasetError
-    from irra.engine.run import METRICS_FILE, RunError, train
+    from irra.engine import run_files
+    from irra.engine.run import RunError, train
 
     start = time.perf_counter()
     out = Path(args.out).expanduser().resolve()
@@ -56,14 +57,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config("synth", [f"data.root={data_root}", *args.overrides])
         ensure_synthpedes(data_root / "CUHK-PEDES", workers=args.workers or os.cpu_count() or 1)
-        finished = (run_dir / METRICS_FILE).is_file()
+        finished = run_files.is_finished(run_dir)
         if finished and args.overwrite:
             clear_run(run_dir, keep=data_root)
             finished = False
         if finished:
             logger.info("%s already holds a finished demo run (--overwrite trains again)", run_dir)
         else:
-            resume = (run_dir / "last.pt").is_file()
+            resume = (run_dir / run_files.LAST).is_file()
             train(
                 None if resume and not args.overrides else config,
                 run_dir,
@@ -84,19 +85,14 @@ def run(args: argparse.Namespace) -> int:
 
 def ensure_synthpedes(folder: Path, *, workers: int) -> None:
     """Generate the demo's SynthPedes into ``folder`` unless a complete copy is already there."""
-    from tqdm.auto import tqdm
-
+    from irra.cli.progress import counter
     from irra.data.synth import generate_synthpedes
 
     if (folder / "reid_raw.json").is_file():
         logger.info("using the SynthPedes already in %s", folder)
         return
     logger.info("generating SynthPedes (%d identities) in %s", DEMO_IDS, folder)
-    progress_bar = tqdm(total=DEMO_IDS * 4, desc="synthpedes", unit="img", leave=False)
-
-    def progress(done: int, _total: int) -> None:
-        progress_bar.update(done - progress_bar.n)
-
+    progress = counter("synthpedes", unit="img")
     try:
         held_out = DEMO_HELD_OUT / DEMO_IDS
         generate_synthpedes(
@@ -107,7 +103,7 @@ def ensure_synthpedes(folder: Path, *, workers: int) -> None:
             progress=progress,
         )
     finally:
-        progress_bar.close()
+        progress.close()
 
 
 def clear_run(run_dir: Path, *, keep: Path) -> None:
@@ -125,22 +121,23 @@ def print_summary(run_dir: Path, seconds: float) -> None:
     """The demo's result and what to run next."""
     import json
 
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    from irra.engine import run_files
+    from irra.metrics import METRIC_KEYS
+
+    metrics = json.loads((run_dir / run_files.METRICS).read_text(encoding="utf-8"))
     print()
     print(f"irra demo finished in {seconds / 60:.1f} min")
-    print(
-        "test (held-out identities): "
-        + "  ".join(f"{k} {metrics[k]:.2f}" for k in ("R1", "R5", "R10", "mAP", "mINP"))
-    )
-    print(f"report:  {run_dir / 'report' / 'report.html'}")
-    print(f"model:   {run_dir / 'model'}")
+    print("test (held-out identities): " + "  ".join(f"{k} {metrics[k]:.2f}" for k in METRIC_KEYS))
+    print(f"report:  {run_dir / run_files.REPORT / 'report.html'}")
+    print(f"model:   {run_dir / run_files.MODEL}")
     print()
     print("next:")
     print(f"  irra evaluate --checkpoint {run_dir}")
-    print(f"  tensorboard --logdir {run_dir / 'tb'}")
+    print(f"  tensorboard --logdir {run_dir / run_files.TENSORBOARD}")
     if importlib.util.find_spec("irra.cli.search") is not None:
         images = run_dir / "data" / "CUHK-PEDES" / "imgs"
         index = run_dir / "index"
-        print(f"  irra index --checkpoint {run_dir / 'model'} --images {images} --out {index}")
+        model = run_dir / run_files.MODEL
+        print(f"  irra index --checkpoint {model} --images {images} --out {index}")
         print(f'  irra search --index {index} "a woman in a red dress with a black backpack"')
         print(f"  irra serve --index {index}")

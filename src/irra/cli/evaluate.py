@@ -50,12 +50,14 @@ def resolve_checkpoint(path: Path) -> tuple[Path, Path | None]:
     A run folder resolves to its exported ``model/`` (or ``best.pt`` / ``last.pt`` when the run
     has not finished).
     """
-    if path.is_dir() and (path / "config.yaml").is_file():
-        for name in ("model", "best.pt", "last.pt"):
+    from irra.engine import run_files
+
+    if run_files.is_run_dir(path):
+        for name in (run_files.MODEL, run_files.BEST, run_files.LAST):
             if (path / name).exists():
                 return path / name, path
     parent = path.parent
-    if (parent / "config.yaml").is_file() and (parent / "last.pt").exists():
+    if run_files.is_run_dir(parent) and (parent / run_files.LAST).exists():
         return path, parent
     return path, None
 
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from irra.cli.progress import bar, counter
     from irra.config import ConfigError, load_config
     from irra.data import DatasetError, build_eval_loaders, build_eval_transform, read_dataset
+    from irra.engine import run_files
     from irra.engine.evaluation import encode_split, split_metrics
     from irra.fileio import atomic_write_text
     from irra.model import WeightsError, load_model
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         weights, run_dir = resolve_checkpoint(Path(args.checkpoint))
         dataset, root, text_length = args.dataset, args.root, args.text_length
         if run_dir is not None:
-            cfg = load_config(run_dir / "config.yaml")
+            cfg = load_config(run_dir / run_files.CONFIG)
             dataset = dataset or cfg.data.dataset
             root = root or cfg.data.root
             text_length = text_length or cfg.data.text_length
@@ -119,10 +122,12 @@ def run(args: argparse.Namespace) -> int:
 
 def metrics_table(metrics: dict[str, float]) -> str:
     """A two-row aligned table: metric names above their values (percent)."""
+    from irra.metrics import METRIC_KEYS
+
     rows = []
     labels = (("", "text-to-image"), ("i2t_", "image-to-text"), ("i2i_", "image-to-image"))
     for prefix, label in labels:
-        keys = [k for k in ("R1", "R5", "R10", "mAP", "mINP") if prefix + k in metrics]
+        keys = [k for k in METRIC_KEYS if prefix + k in metrics]
         if keys:
             rows.append((label, [f"{metrics[prefix + k]:.2f}" for k in keys], keys))
     if not rows:

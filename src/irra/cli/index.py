@@ -35,7 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="flat: exact search (default); ivf: approximate, for millions of images",
     )
     p.add_argument("--nlist", type=int, help="ivf: number of cells (default about sqrt(N))")
-    p.add_argument("--nprobe", type=int, help="ivf: cells scanned per query (default nlist/16)")
+    p.add_argument(
+        "--nprobe", type=int, help="ivf: cells scanned per query (default nlist/16, at least 8)"
+    )
     p.add_argument(
         "--labels",
         help="CSV or JSON giving identity, camera and capture time (ISO 8601) per image path",
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
         return run_footage(args)
-    from irra.cli.bars import counter
+    from irra.cli.progress import counter
     from irra.inference import open_encoder
     from irra.retrieval import GalleryError, IndexStoreError, build_index, read_labels
     from irra.retrieval.build import refuse_footage

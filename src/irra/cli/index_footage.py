@@ -127,7 +127,7 @@ def footage_sources(args: argparse.Namespace) -> list:
 
 def run_footage(args: argparse.Namespace) -> int:
     """Index the footage of ``args``; returns the exit status."""
-    from irra.cli.bars import counter
+    from irra.cli.progress import counter
     from irra.footage import FootageError
     from irra.inference import open_encoder
     from irra.retrieval import IndexStoreError

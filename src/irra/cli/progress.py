@@ -1,33 +1,90 @@
-"""Training progress bars (tqdm) for the command line; ``bar`` and ``counter`` live in bars.py."""
+"""Progress bars (tqdm) for the command line, the only place that draws them.
+
+Library code takes these as callbacks: ``bar`` wraps an iterable (``progress(iterable, desc,
+total)``), ``counter`` follows a ``callback(done, total)``, ``TrainProgressHook`` is a trainer
+hook. No PyTorch here: ``irra index --engine onnx`` draws these without importing it.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from irra.cli.bars import bar, counter
-from irra.engine.trainer import Hook, Trainer
+if TYPE_CHECKING:
+    from irra.engine.trainer import Trainer
 
-__all__ = ["TrainProgressHook", "bar", "counter"]
+__all__ = ["Counter", "TrainProgressHook", "bar", "counter", "new_bar"]
 
 
-class TrainProgressHook(Hook):
-    """One bar per epoch with loss, learning rate and throughput."""
+def new_bar(total: int | None, desc: str, unit: str = "it", disable: bool = False) -> Any:
+    """An open bar on stderr that vanishes when closed (``update(n)``, ``close()``)."""
+    return tqdm(
+        total=total or None,
+        desc=desc,
+        unit=unit,
+        leave=False,
+        dynamic_ncols=True,
+        file=sys.stderr,
+        disable=disable,
+    )
+
+
+def bar(iterable: Iterable, desc: str = "", total: int | None = None) -> Iterable:
+    """Wrap ``iterable`` in a progress bar."""
+    return tqdm(
+        iterable, desc=desc, total=total or None, leave=False, dynamic_ncols=True, file=sys.stderr
+    )
+
+
+class Counter:
+    """A ``callback(done, total)`` that drives a bar, closed when ``done`` reaches ``total``.
+
+    Call :meth:`close` when the work stops early (an error), so that the bar is removed.
+    """
+
+    def __init__(self, desc: str, unit: str = "it", disable: bool = False) -> None:
+        self.desc, self.unit, self.disable = desc, unit, disable
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = new_bar(total, self.desc, self.unit, self.disable)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        """Remove the bar (safe to call more than once)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def counter(desc: str, unit: str = "it", disable: bool = False) -> Counter:
+    """A :class:`Counter` for ``desc``."""
+    return Counter(desc, unit, disable)
+
+
+class TrainProgressHook:
+    """One bar per epoch with loss, learning rate and throughput.
+
+    A trainer hook (the interface of :class:`irra.engine.trainer.Hook`, written out here so that
+    this module needs no PyTorch).
+    """
 
     def __init__(self) -> None:
         self.pbar: Any = None
 
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Nothing to draw before the first epoch."""
+
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        total = len(trainer.train_loader) if hasattr(trainer.train_loader, "__len__") else None
-        self.pbar = tqdm(
-            total=total,
-            desc=f"epoch {epoch + 1}/{trainer.epochs}",
-            leave=False,
-            dynamic_ncols=True,
-            file=sys.stderr,
-        )
+        loader = trainer.train_loader
+        total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
+        self.pbar = new_bar(total, f"epoch {epoch + 1}/{trainer.epochs}")
 
     def after_step(self, trainer: Trainer, logs: dict[str, float]) -> None:
         if self.pbar is None:
@@ -45,3 +102,6 @@ class TrainProgressHook(Hook):
         if self.pbar is not None:
             self.pbar.close()
             self.pbar = None
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        """Nothing left to close."""

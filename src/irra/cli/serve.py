@@ -17,9 +17,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="HTTP API and web page to search an index",
         description=(
-            "Serve an index: a search page at /, POST /api/search, GET /api/images/{id}, "
-            "GET /api/health and the OpenAPI schema at /docs. Listens on 127.0.0.1 only unless "
-            "--host says otherwise."
+            "Serve an index: a search page at /, POST /api/search (JSON), POST "
+            "/api/search/upload (a query photo, multipart), GET /api/images/{id}, GET "
+            "/api/facets, GET /api/health and the OpenAPI schema at /docs. Listens on 127.0.0.1 "
+            "only unless --host says otherwise."
         ),
     )
     p.add_argument("--index", required=True, help="index directory")

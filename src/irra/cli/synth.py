@@ -94,16 +94,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.synth_kind == "scenes":
         return _run_scenes(args)
-    from tqdm import tqdm
-
+    from irra.cli.progress import counter
     from irra.data.synth import generate_synthpedes, make_contact_sheet
 
-    total = args.ids * args.images_per_id
-    bar = tqdm(total=total, unit="img", desc="synthpedes", disable=args.no_progress)
-
-    def progress(done: int, _total: int) -> None:
-        bar.update(done - bar.n)
-
+    progress = counter("synthpedes", unit="img", disable=args.no_progress)
     try:
         summary = generate_synthpedes(
             args.out,
@@ -119,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
     except (FileExistsError, ValueError) as err:
-        bar.close()
+        progress.close()
         logger.error("%s", err)
         return 2
-    bar.close()
+    progress.close()
     verb = "reused" if summary.reused else f"wrote in {summary.seconds:.1f} s"
     parts = ", ".join(
         f"{name}: {c['ids']} ids / {c['images']} images / {c['captions']} captions"
@@ -137,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_scenes(args: argparse.Namespace) -> int:
-    from irra.cli.bars import counter
+    from irra.cli.progress import counter
     from irra.data.synth.scenes import SceneParams, generate_scenes
     from irra.data.synth.scenes.preview import write_preview
 

@@ -39,8 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         metavar="N",
         help="train with N processes on this machine (through torchrun; on CPU each process gets "
-        "cpu_count / N threads). data.batch_size stays the global batch. For several machines, "
-        "start 'torchrun ... -m irra train' on each instead",
+        "at most cores / N threads unless train.threads says otherwise). data.batch_size stays "
+        "the global batch. For several machines, start 'torchrun ... -m irra train' on each "
+        "instead",
     )
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
 
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from irra.cli.progress import TrainProgressHook, bar, counter
     from irra.config import ConfigError, load_config
     from irra.data import DatasetError
-    from irra.engine.run import CONFIG_FILE, RunError, train
+    from irra.engine import run_files
+    from irra.engine.run import RunError, train
     from irra.model import WeightsError
 
     if args.nproc > 1:
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             if args.config:
                 raise ConfigError("--resume uses the run's own config.yaml; drop --config")
             out = Path(args.resume)
-            config = load_config(out / CONFIG_FILE, args.overrides) if args.overrides else None
+            config = load_config(out / run_files.CONFIG, args.overrides) if args.overrides else None
         else:
             if not args.config:
                 raise ConfigError("pass --config FILE (or a shipped name such as synth)")
@@ -120,23 +122,17 @@ def launch_command(args: argparse.Namespace, out: str | None) -> list[str]:
     return [*command, *args.overrides]
 
 
-def threads_per_process(nproc: int) -> int:
-    """CPU threads for each of ``nproc`` processes: the usable cores shared evenly (at least 1)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // nproc)
-
-
 def launch(args: argparse.Namespace) -> int:
     """Run ``irra train`` in ``args.nproc`` local processes and wait for them."""
+    from irra.engine.cpu_threads import threads_per_process, usable_cores
+
     out = args.out
     if not args.resume and not out and args.config:
         out = str(default_run_dir(args.config))  # one folder for all processes
     command = launch_command(args, out)
     env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = str(threads_per_process(args.nproc))  # train.threads overrides
+    # Each process also caps its own threads (irra.engine.cpu_threads); train.threads overrides.
+    env["OMP_NUM_THREADS"] = str(threads_per_process(usable_cores(), args.nproc))
     logger.info(
         "launching %d processes (%s threads each): %s",
         args.nproc,

@@ -1,6 +1,7 @@
 """Writing an export directory: the image and text encoders as ONNX or TorchScript files.
 
-Only the global features are exported (``IRRA.encode_image`` / ``IRRA.encode_text``); the
+Only the retrieval embeddings are exported (``IRRA.encode_image`` / ``IRRA.encode_text``: the global
+features, or for RDE both embeddings joined so that their dot product is RDE's score); the
 training-only heads (cross-modal encoder, MLM head, ID classifier) are dropped. The batch size is
 dynamic; the image size and the context length are fixed by the model. ONNX files are written by
 PyTorch's TorchScript-based exporter (opset 17): it needs no extra package, and the traced graph
@@ -37,7 +38,7 @@ from irra.inference.bundle import (
     is_export_dir,
 )
 from irra.inference.torch_encoder import model_fingerprint
-from irra.model.irra import IRRA
+from irra.model.irra import IRRA, join_parts
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +48,21 @@ _EXAMPLE_BATCH = 2
 
 
 class ImageEncoder(nn.Module):
-    """``IRRA.encode_image`` as a module: images (B, 3, H, W) float32 -> (B, D) float32."""
+    """``IRRA.encode_image`` as a module: images (B, 3, H, W) float32 -> (B, D) float32.
+
+    With RDE's token selection heads: (B, D + E), the joined unit embeddings (``join_parts``).
+    """
 
     def __init__(self, model: IRRA) -> None:
         super().__init__()
         self.visual = model.base_model.visual
+        self.tse = model.visul_emb_layer if model.has_tse else None
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.visual(images)[:, 0].float()
+        if self.tse is None:
+            return self.visual(images)[:, 0].float()
+        tokens, attention = self.visual.forward_with_attention(images)
+        return join_parts(tokens[:, 0], self.tse(tokens, attention))
 
 
 class TextEncoder(nn.Module):
@@ -71,13 +79,21 @@ class TextEncoder(nn.Module):
         self.transformer = clip.transformer
         self.ln_final = clip.ln_final
         self.text_projection = clip.text_projection
+        self.tse = model.texual_emb_layer if model.has_tse else None
 
     def forward(self, ids: Tensor) -> Tensor:
         x = self.token_embedding(ids) + self.positional_embedding[: ids.shape[1]]
-        tokens = self.ln_final(self.transformer(x)) @ self.text_projection  # (B, L, D)
+        if self.tse is None:
+            x = self.transformer(x)
+        else:
+            x, attention = self.transformer.forward_with_attention(x, ids.argmax(dim=-1))
+        tokens = self.ln_final(x) @ self.text_projection  # (B, L, D)
         # Gather the end-of-text token (the largest id) of every row.
         index = ids.argmax(dim=-1)[:, None, None].expand(-1, 1, tokens.shape[-1])
-        return tokens.gather(1, index)[:, 0].float()
+        global_feats = tokens.gather(1, index)[:, 0].float()
+        if self.tse is None:
+            return global_feats
+        return join_parts(global_feats, self.tse(tokens, ids, attention))
 
 
 def example_inputs(model: IRRA, batch: int = _EXAMPLE_BATCH) -> tuple[Tensor, Tensor]:
@@ -182,13 +198,13 @@ def export_model(
             "mean": list(CLIP_MEAN),
             "std": list(CLIP_STD),
             "context_length": config.clip.text.context_length,
-            "embed_dim": config.clip.embed_dim,
+            "embed_dim": model.embed_dim,
             "inputs": {
                 "images": "float32 (B, 3, H, W), RGB, resized bicubic, scaled to [0, 1], "
                 "(x - mean) / std",
                 "ids": "int64 (B, L): SOT + CLIP BPE ids + EOT, zero padded (irra.bpe.token_ids)",
             },
-            "outputs": {"features": "float32 (B, D) global features, not normalised"},
+            "outputs": {"features": _features_doc(model)},
             "model": {
                 "fingerprint": fingerprint,
                 "source": source,
@@ -222,3 +238,12 @@ def _replace_dir(new: Path, out: Path) -> None:
     os.replace(out, old)
     os.replace(new, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _features_doc(model: IRRA) -> str:
+    if model.has_tse:
+        return (
+            "float32 (B, D + E): RDE's unit global and token selection embeddings joined and "
+            "scaled by 1/sqrt(2) (norm 1; their dot product is RDE's score)"
+        )
+    return "float32 (B, D) global features, not normalised"

@@ -109,6 +109,9 @@ def distributed_session(device_type: str, timeout_s: float = 1800.0) -> Iterator
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     try:
         yield DistContext(dist.get_world_size(), dist.get_rank(), local_rank)
+        # Tear down together: a process that leaves while another is still finishing its last
+        # collective can abort that one ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -116,9 +119,9 @@ def distributed_session(device_type: str, timeout_s: float = 1800.0) -> Iterator
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """Wrap ``model`` (already on ``device``) for data-parallel training in the current group.
 
-    ``static_graph=True``: the parameters a run uses do not change from step to step, and some are
-    never used (CLIP's learnable ``logit_scale``: IRRA's temperature is fixed), which plain DDP
-    cannot reduce correctly without a costly search for unused parameters at every step.
+    Every parameter of the model takes part in every step (CLIP's ``logit_scale``, which IRRA
+    does not use, is a buffer), so plain DDP needs neither ``find_unused_parameters`` nor
+    ``static_graph``.
 
     Batch norms (a convolutional stem's) become ``SyncBatchNorm`` on CUDA, in place, so that they
     normalise with the statistics of the global batch. PyTorch has no synchronised batch norm on
@@ -131,7 +134,6 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(
         model,
         device_ids=[device.index] if device.type == "cuda" else None,
-        static_graph=True,
     )
 
 

@@ -16,10 +16,6 @@ from irra.runtime import autocast
 Progress = Callable[[Iterable, str, int], Iterable]
 
 
-def _identity_progress(iterable: Iterable, desc: str, total: int) -> Iterable:
-    return iterable
-
-
 @dataclass
 class EncodedSet:
     """L2-normalised global features of an evaluation split.
@@ -56,10 +52,11 @@ def encode_loader(
     Returns:
         feats: (N, D) float32 on ``device``, L2-normalised; pids: (N,) long on ``device``.
     """
-    progress = progress or _identity_progress
     feats, pids = [], []
-    total = len(loader) if hasattr(loader, "__len__") else 0
-    for batch in progress(loader, desc, total):
+    batches: Iterable[dict] = loader
+    if progress is not None:
+        batches = progress(loader, desc, len(loader) if hasattr(loader, "__len__") else 0)
+    for batch in batches:
         inputs = batch[key].to(device, non_blocking=True)
         with autocast(device, precision):
             out = encode(inputs)

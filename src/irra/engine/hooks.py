@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from irra.engine import run_files
 from irra.engine.checkpoint import checkpoint_bytes
 from irra.engine.trainer import Hook, Trainer
 from irra.fileio import atomic_write, atomic_write_bytes
@@ -135,8 +136,8 @@ class CheckpointHook(Hook):
         # the resumed run repeats the epoch and writes the same best.pt again.
         blob = checkpoint_bytes({**trainer.state_dict(), **self.extra()})
         if self.eval_hook.improved:
-            atomic_write_bytes(self.folder / "best.pt", blob)
-        atomic_write_bytes(self.folder / "last.pt", blob)
+            atomic_write_bytes(self.folder / run_files.BEST, blob)
+        atomic_write_bytes(self.folder / run_files.LAST, blob)
 
 
 class TensorBoardHook(Hook):

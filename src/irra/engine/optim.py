@@ -6,7 +6,9 @@ the reference's, and it matters for the biases of the heads):
 1. every parameter: ``lr``, ``weight_decay``;
 2. names containing ``cross`` (cross-attention, cross-modal transformer): ``lr * lr_factor``;
 3. names containing ``bias``: ``lr * bias_lr_factor`` and ``weight_decay_bias``;
-4. names containing ``classifier`` or ``mlm_head``: ``lr * lr_factor`` (weight decay unchanged).
+4. names containing ``classifier`` or ``mlm_head``: ``lr * lr_factor`` (weight decay unchanged);
+5. with ``tse_lr`` set, names containing ``emb_layer`` (RDE's token selection heads): ``tse_lr``
+   (weight decay unchanged, so their biases keep ``weight_decay_bias``), as in the RDE code.
 
 So with the paper's numbers (lr 1e-5, factors 5 and 2): backbone weights 1e-5, backbone and
 cross-modal biases 2e-5 (no decay), cross-modal weights 5e-5, classifier and MLM-head weights and
@@ -49,6 +51,8 @@ def param_groups(
             weight_decay = cfg.weight_decay_bias
         if "classifier" in name or "mlm_head" in name:
             lr = cfg.lr * cfg.lr_factor
+        if cfg.tse_lr is not None and "emb_layer" in name:
+            lr = cfg.tse_lr
         group = groups.setdefault(
             (lr, weight_decay), {"params": [], "names": [], "lr": lr, "weight_decay": weight_decay}
         )

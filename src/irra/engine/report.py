@@ -11,11 +11,10 @@ from pathlib import Path
 import torch
 
 from irra.fileio import atomic_write_text
+from irra.metrics import METRIC_KEYS
 from irra.viz import RankedItem, retrieval_grid
 
 logger = logging.getLogger(__name__)
-
-METRIC_KEYS = ("R1", "R5", "R10", "mAP", "mINP")
 
 
 def plot_training_curves(history: Sequence[dict[str, float]], path: Path) -> None:

@@ -1,21 +1,13 @@
 """A whole training run from a :class:`~irra.config.Config`: data, model, loop, test, report.
 
-The run folder holds everything a run writes::
+What the run folder holds is described in :mod:`irra.engine.run_files`.
 
-    config.yaml        the resolved config (``irra train --resume`` reads it back)
-    train.log          the log of every session of the run
-    log.jsonl          one line per epoch: losses, learning rate, evaluation metrics
-    tb/                TensorBoard scalars
-    last.pt, best.pt   training checkpoints (model, optimiser, schedule, RNG, sampler, config)
-    model/             the selected model in irra's format (``irra evaluate --checkpoint``)
-    metrics.json       the final test metrics of the selected model (percent)
-    report/            training curves, CMC curve, retrieval grid and ``report.html``
-    skipped_entries.json   bad dataset entries, when ``data.on_bad_entry=skip`` skipped any
+The method (``model.method``, :mod:`irra.methods`) supplies the objective, its per-epoch hooks
+and the module mode of the training epochs.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -24,10 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from irra.config import Config, ConfigError, load_config, save_config
+from irra.engine import run_files
 from irra.engine.checkpoint import CheckpointError, load_checkpoint
+from irra.engine.compilation import compile_towers
+from irra.engine.cpu_threads import set_process_threads
 from irra.engine.distributed import (
     DistContext,
     broadcast_object,
@@ -38,17 +34,15 @@ from irra.engine.distributed import (
 from irra.engine.evaluation import EncodedSet, encode_split, gather_encoded, split_metrics
 from irra.engine.hooks import CheckpointHook, EvalHook, JsonlLogHook, TensorBoardHook
 from irra.engine.optim import build_optimizer, build_scheduler
-from irra.engine.report import METRIC_KEYS, grid_rows, write_report
+from irra.engine.report import grid_rows, write_report
 from irra.engine.trainer import Hook, Trainer
 from irra.fileio import atomic_write_text
+from irra.metrics import METRIC_KEYS
 from irra.runtime import resolve_device, resolve_precision
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[Iterable, str, int], Iterable]
-
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.json"
 
 
 class RunError(RuntimeError):
@@ -139,6 +133,8 @@ def build_model_from_config(
         temperature=loss.temperature,
         mlm_loss_weight=loss.mlm_weight,
         id_loss_weight=loss.id_weight,
+        tse_dim=m.tse_dim,
+        select_ratio=m.select_ratio,
     )
 
 
@@ -154,25 +150,27 @@ def prepare_run_dir(
     """
     run_dir = Path(out).expanduser()
     if resume:
-        saved = run_dir / CONFIG_FILE
+        saved = run_dir / run_files.CONFIG
         if not saved.is_file():
-            raise RunError(f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start a new run")
+            raise RunError(f"{run_dir}: nothing to resume (no {run_files.CONFIG}); start a new run")
         if os.environ.get("RANK", "0") == "0":  # the only writer of the folder
             _remove_partial_writes(run_dir)
         config = config if config is not None else load_config(saved)
-        if not (run_dir / "last.pt").is_file():
+        if not (run_dir / run_files.LAST).is_file():
             logger.warning(
-                "%s: no last.pt yet (the run stopped before its first epoch ended); "
-                "starting it again from the beginning with its config.yaml",
+                "%s: no %s yet (the run stopped before its first epoch ended); "
+                "starting it again from the beginning with its %s",
                 run_dir,
+                run_files.LAST,
+                run_files.CONFIG,
             )
             return run_dir, config, False
         return run_dir, config, True
     if config is None:
         raise ValueError("a new run needs a config")
-    if (run_dir / "last.pt").exists():
+    if (run_dir / run_files.LAST).exists():
         raise RunError(
-            f"{run_dir} already holds a run (last.pt). Continue it with "
+            f"{run_dir} already holds a run ({run_files.LAST}). Continue it with "
             f"'irra train --resume {run_dir}', or choose another --out"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -239,7 +237,10 @@ def train(
         The test metrics of the selected model and where the outputs are (in every process).
     """
     run_dir, config, resume = prepare_run_dir(out, config, resume=resume)
-    device = _process_device(config.train.device)
+    try:
+        device = _process_device(config.train.device)
+    except (RuntimeError, ValueError) as err:
+        raise RunError(f"train.device={config.train.device!r}: {err}") from err
     with distributed_session(device.type) as ctx:
         if not ctx.is_main:
             return _train(
@@ -252,7 +253,7 @@ def train(
                 progress=None,
                 check_progress=None,
             )
-        with _LogFile(run_dir / "train.log"):
+        with _LogFile(run_dir / run_files.TRAIN_LOG):
             return _train(
                 config,
                 run_dir,
@@ -284,23 +285,78 @@ def _train(
     progress: Progress | None,
     check_progress: Callable[[int, int], None] | None,
 ) -> RunResult:
-    from irra.data import (
-        build_eval_loaders,
-        build_eval_transform,
-        build_train_loader,
-        build_train_transform,
-        read_dataset,
-    )
-    from irra.data.datasets import TrainDataset
-    from irra.objectives import compute_losses
-    from irra.tokenizer import tokenize
+    """The run's steps: settings, data, model and loader, trainer, fit, test and outputs."""
+    from irra.methods import MethodSetup, get_method
 
-    cfg_t, cfg_d, cfg_m = config.train, config.data, config.model
+    method = get_method(config.model.method)
+    method.check_losses(config.loss.names)
     if ctx.is_main:
-        save_config(config, run_dir / CONFIG_FILE)
-    if cfg_t.threads:
-        torch.set_num_threads(cfg_t.threads)
-    precision = resolve_precision(cfg_t.precision, device)
+        save_config(config, run_dir / run_files.CONFIG)
+    set_process_threads(config.train.threads, device.type, warn=ctx.local_rank == 0)
+    try:
+        precision = resolve_precision(config.train.precision, device)
+    except ValueError as err:
+        raise RunError(f"train.precision={config.train.precision!r}: {err}") from err
+    _log_start(run_dir, device, precision, ctx, resume=resume)
+    local_batch = _local_batch(config, ctx)
+    data = _read_data(config, run_dir, ctx, check_progress)
+    select_split = _selection_split(config.train.select_on, data.val is not None)
+
+    torch.manual_seed(config.train.seed)
+    parts = _build_training(config, data, device, ctx, run_dir, local_batch)
+    model = parts.model
+    encode = _split_encoder(config, data, model, device, precision, ctx, progress)
+    setup = MethodSetup(
+        config, ctx, device, precision, parts.dataset, local_batch, parts.clean_pairs
+    )
+    objective = method.build_objective(setup)
+    eval_hook = EvalHook(
+        lambda split: _metrics_everywhere(encode(split), ctx),
+        [select_split] if select_split is not None else [],
+        select_split,
+        config.train.select_metric,
+        every=config.train.eval_every,
+    )
+    batch_sampler: Any = parts.loader.batch_sampler
+
+    def extra() -> dict[str, Any]:
+        return {
+            "config": config.to_dict(),
+            "model_config": model.config.to_dict(),
+            "sampler": batch_sampler.state_dict(),
+        }
+
+    all_hooks = [*method.build_hooks(setup, objective), eval_hook]
+    if ctx.is_main:  # rank 0 alone logs, writes TensorBoard and checkpoints
+        all_hooks = [*hooks, *_writer_hooks(config, run_dir, all_hooks, eval_hook, extra)]
+    optimizer = build_optimizer(model, config.optim)
+    trainer = Trainer(
+        wrap_ddp(model, device) if ctx.distributed else model,
+        objective,
+        optimizer,
+        build_scheduler(optimizer, config.train.epochs, config.optim),
+        parts.loader,
+        epochs=config.train.epochs,
+        device=device,
+        precision=precision,
+        grad_clip=config.optim.grad_clip,
+        hooks=all_hooks,
+        dist_ctx=ctx,
+        train_mode=method.train_mode(config),
+    )
+    if resume:
+        state = _load(run_dir / run_files.LAST, device)
+        trainer.load_state_dict(state)
+        batch_sampler.load_state_dict(state["sampler"])
+        logger.info("resumed after epoch %d of %d", trainer.state.epoch, config.train.epochs)
+    trainer.fit()
+    ctx.barrier()  # rank 0 has written best.pt
+    return _test_and_save(config, run_dir, model, trainer, encode, data, select_split, ctx, device)
+
+
+def _log_start(
+    run_dir: Path, device: torch.device, precision: str, ctx: DistContext, *, resume: bool
+) -> None:
     logger.info(
         "%s run in %s on %s (%s), torch %s, world size %d (%s), %d CPU threads per process",
         "resuming" if resume else "starting",
@@ -312,6 +368,11 @@ def _train(
         "one process" if not ctx.distributed else f"{torch.distributed.get_backend()} backend",
         torch.get_num_threads(),
     )
+
+
+def _local_batch(config: Config, ctx: DistContext) -> int:
+    """The batch of each process; raises :class:`RunError` for settings that do not fit."""
+    cfg_d, cfg_m = config.data, config.model
     if cfg_d.batch_size % ctx.world_size:
         raise RunError(
             f"data.batch_size {cfg_d.batch_size} (the global batch) does not split evenly over "
@@ -329,7 +390,19 @@ def _train(
             f"data.text_length {cfg_d.text_length} exceeds model.context_length "
             f"{cfg_m.context_length}; lower data.text_length or raise model.context_length"
         )
+    return local_batch
 
+
+def _read_data(
+    config: Config,
+    run_dir: Path,
+    ctx: DistContext,
+    check_progress: Callable[[int, int], None] | None,
+) -> Any:
+    """The dataset's annotations (:class:`irra.data.PedesData`), with train and test splits."""
+    from irra.data import read_dataset
+
+    cfg_d = config.data
     data = read_dataset(
         cfg_d.dataset,
         cfg_d.root,
@@ -343,14 +416,55 @@ def _train(
         raise RunError(f"{data.dataset_dir}: the annotations have no training split")
     if data.test is None:
         raise RunError(f"{data.dataset_dir}: the annotations have no test split")
-    select_split = _selection_split(cfg_t.select_on, data.val is not None)
-    eval_splits = [select_split] if select_split is not None else []
+    return data
 
-    torch.manual_seed(cfg_t.seed)
+
+@dataclass
+class _TrainingParts:
+    model: torch.nn.Module
+    dataset: Any  # irra.data.datasets.TrainDataset
+    loader: Any  # its DataLoader
+    clean_pairs: np.ndarray | None  # (N,) bool with injected noise
+
+
+def _build_training(
+    config: Config,
+    data: Any,
+    device: torch.device,
+    ctx: DistContext,
+    run_dir: Path,
+    local_batch: int,
+) -> _TrainingParts:
+    """Tokenised (and, with ``data.noise_*``, corrupted) training pairs, the model, the loader."""
+    from irra.data import build_eval_transform, build_train_loader, build_train_transform
+    from irra.data.datasets import TrainDataset
+    from irra.data.noise import NOISE_FILE, NoiseError, resolve_noise, save_noise_index
+    from irra.tokenizer import tokenize
+
+    cfg_t, cfg_d = config.train, config.data
     # Tokenised once: for the dataset and, with model.vocab=train, the model's vocabulary.
     train_tokens = tokenize(data.train.captions, context_length=cfg_d.text_length)
+    try:
+        noise = resolve_noise(
+            cfg_d.noise_rate, cfg_d.noise_index, train_tokens.shape[0], cfg_d.noise_seed
+        )
+    except NoiseError as err:
+        raise RunError(str(err)) from err
+    clean_pairs = None
+    if noise is not None:
+        train_tokens = train_tokens[torch.from_numpy(noise)]
+        clean_pairs = noise == np.arange(noise.size)
+        logger.info(
+            "noisy correspondences: %d of %d training pairs carry another pair's caption (%s)",
+            int((~clean_pairs).sum()),
+            noise.size,
+            NOISE_FILE,
+        )
+        if ctx.is_main:
+            save_noise_index(noise, run_dir / NOISE_FILE)
     model = build_model_from_config(config, data.num_classes, train_tokens).to(device)
-    names = config.loss.names
+    if cfg_t.compile:
+        compile_towers(model)
     image_size = model.config.clip.vision.image_size
     train_transform: Any = (
         build_train_transform(image_size) if cfg_d.augment else build_eval_transform(image_size)
@@ -360,7 +474,7 @@ def _train(
         train_transform,
         seed=cfg_t.seed,
         text_length=cfg_d.text_length,
-        mlm="mlm" in names,
+        mlm="mlm" in config.loss.names,
         masked_global_text=cfg_d.masked_global_text,
         mask_prob=cfg_d.mask_prob,
         tokens=train_tokens,
@@ -381,21 +495,23 @@ def _train(
             f"{len(dataset)} training captions make no full batch of {cfg_d.batch_size}; "
             "lower data.batch_size"
         )
-    optimizer = build_optimizer(model, config.optim)
-    scheduler = build_scheduler(optimizer, cfg_t.epochs, config.optim)
-    loss_fn = functools.partial(
-        compute_losses,
-        loss_names=names,
-        mlm_weight=config.loss.mlm_weight,
-        id_weight=config.loss.id_weight,
-        dist_ctx=ctx,
-        global_batch=config.loss.global_batch,
-    )
-    train_model: torch.nn.Module = model
-    if ctx.distributed:
-        train_model = wrap_ddp(model, device)
+    return _TrainingParts(model, dataset, loader, clean_pairs)
 
-    eval_transform = build_eval_transform(image_size)
+
+def _split_encoder(
+    config: Config,
+    data: Any,
+    model: torch.nn.Module,
+    device: torch.device,
+    precision: str,
+    ctx: DistContext,
+    progress: Progress | None,
+) -> Callable[[str], EncodedSet]:
+    """``encode(split)``: the whole split encoded by ``model`` (sharded over the processes)."""
+    from irra.data import build_eval_loaders, build_eval_transform
+
+    cfg_d = config.data
+    eval_transform = build_eval_transform(model.config.clip.vision.image_size)
     loaders: dict[str, Any] = {}
 
     def encode(split: str) -> EncodedSet:
@@ -410,63 +526,52 @@ def _train(
             )
         image_loader, text_loader = loaders[split]
         part = encode_split(model, image_loader, text_loader, device, precision, progress)
-        return gather_encoded(part, ctx)
+        return gather_encoded(part, ctx)  # every process takes part
 
-    def evaluate(split: str) -> dict[str, float]:
-        encoded = encode(split)  # every process takes part
-        return broadcast_object(split_metrics(encoded) if ctx.is_main else None, ctx)
+    return encode
 
-    eval_hook = EvalHook(
-        evaluate, eval_splits, select_split, cfg_t.select_metric, every=cfg_t.eval_every
-    )
-    batch_sampler: Any = loader.batch_sampler
 
-    def extra() -> dict[str, Any]:
-        return {
-            "config": config.to_dict(),
-            "model_config": model.config.to_dict(),
-            "sampler": batch_sampler.state_dict(),
-        }
+def _metrics_everywhere(encoded: EncodedSet, ctx: DistContext) -> dict[str, float]:
+    """Metrics of an encoded split, computed by rank 0 and sent to every process."""
+    return broadcast_object(split_metrics(encoded) if ctx.is_main else None, ctx)
 
-    # Every process evaluates (its shard); rank 0 alone logs, writes TensorBoard and checkpoints.
-    all_hooks: list[Hook] = [eval_hook]
-    if ctx.is_main:
-        all_hooks = [*hooks, eval_hook, JsonlLogHook(run_dir / "log.jsonl")]
-        if cfg_t.tensorboard:
-            all_hooks.append(TensorBoardHook(run_dir / "tb", every=cfg_t.log_every))
-        all_hooks.append(CheckpointHook(run_dir, extra, eval_hook))
-    trainer = Trainer(
-        train_model,
-        loss_fn,
-        optimizer,
-        scheduler,
-        loader,
-        epochs=cfg_t.epochs,
-        device=device,
-        precision=precision,
-        grad_clip=config.optim.grad_clip,
-        hooks=all_hooks,
-        dist_ctx=ctx,
-    )
-    if resume:
-        state = _load(run_dir / "last.pt", device)
-        trainer.load_state_dict(state)
-        batch_sampler.load_state_dict(state["sampler"])
-        logger.info("resumed after epoch %d of %d", trainer.state.epoch, cfg_t.epochs)
-    trainer.fit()
-    if trainer.stop_requested:
-        raise KeyboardInterrupt
-    ctx.barrier()  # rank 0 has written best.pt
 
+def _writer_hooks(
+    config: Config,
+    run_dir: Path,
+    hooks: list[Hook],
+    eval_hook: EvalHook,
+    extra: Callable[[], dict[str, Any]],
+) -> list[Hook]:
+    """``hooks`` followed by the hooks that write the run folder (log, TensorBoard, checkpoints)."""
+    out = [*hooks, JsonlLogHook(run_dir / run_files.EPOCH_LOG)]
+    if config.train.tensorboard:
+        out.append(TensorBoardHook(run_dir / run_files.TENSORBOARD, every=config.train.log_every))
+    out.append(CheckpointHook(run_dir, extra, eval_hook))
+    return out
+
+
+def _test_and_save(
+    config: Config,
+    run_dir: Path,
+    model: torch.nn.Module,
+    trainer: Trainer,
+    encode: Callable[[str], EncodedSet],
+    data: Any,
+    select_split: str | None,
+    ctx: DistContext,
+    device: torch.device,
+) -> RunResult:
+    """Test the selected model; rank 0 writes the model, the report and ``metrics.json``."""
     best_epoch = trainer.state.best_epoch
-    best_path = run_dir / "best.pt"
+    best_path = run_dir / run_files.BEST
     if best_path.is_file():
         model.load_state_dict(_load(best_path, device)["model"])
     logger.info("testing the model of epoch %s on the test split", best_epoch)
     encoded = encode("test")
-    metrics = broadcast_object(split_metrics(encoded) if ctx.is_main else None, ctx)
+    metrics = _metrics_everywhere(encoded, ctx)
     metrics = {k: round(metrics[k], 4) for k in METRIC_KEYS}
-    model_dir = run_dir / "model"
+    model_dir = run_dir / run_files.MODEL
     if not ctx.is_main:
         return RunResult(run_dir, metrics, best_epoch, model_dir, None)
     logger.info("test: %s", "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
@@ -477,17 +582,18 @@ def _train(
         model.cpu(),
         model_dir,
         metadata={
-            "dataset": cfg_d.dataset,
+            "dataset": config.data.dataset,
+            "method": config.model.method,
             "epoch": best_epoch,
             "selected_on": select_split or "last epoch",
             "test_metrics": metrics,
         },
     )
     report = None
-    if cfg_t.report:
+    if config.train.report:
         report = _write_report(run_dir, config, data.test, encoded, metrics, trainer, select_split)
     # Written last: a run folder with metrics.json is a finished run.
-    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(run_dir / run_files.METRICS, json.dumps(metrics, indent=2) + "\n")
     return RunResult(run_dir, metrics, best_epoch, model_dir, report)
 
 
@@ -550,7 +656,7 @@ def _write_report(
         f"{select_split or 'the last epoch'} (epoch {trainer.state.best_epoch})",
     ]
     report = write_report(
-        run_dir / "report",
+        run_dir / run_files.REPORT,
         title=f"irra run {run_dir.name}",
         metrics=metrics,
         history=trainer.state.history,

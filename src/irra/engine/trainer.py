@@ -66,6 +66,8 @@ class Trainer:
         dist_ctx: the process group of a multi-process run (``model`` is then wrapped in DDP and
             ``loss_fn`` returns each process's share); logged values are averaged over processes
             and ``batch_size`` is the global batch.
+        train_mode: the module mode of the training epochs; False trains in eval mode (RDE's
+            published behaviour, see ``rde.eval_mode_training``).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Trainer:
         grad_clip: float | None = None,
         hooks: Sequence[Hook] = (),
         dist_ctx: DistContext | None = None,
+        train_mode: bool = True,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -94,9 +97,9 @@ class Trainer:
         self.grad_clip = grad_clip
         self.hooks = list(hooks)
         self.dist_ctx = dist_ctx or DistContext()
+        self.train_mode = train_mode
         self.scaler = make_grad_scaler(device, precision)
         self.state = TrainState()
-        self.stop_requested = False
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -156,7 +159,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite loss at step {self.state.step}: "
-                + ", ".join(f"{k}={float(v):.4g}" for k, v in out.items())
+                + ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in out.items())
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -174,7 +177,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Run one epoch; returns the sample-weighted mean of every logged quantity."""
-        self.model.train()
+        self.model.train(self.train_mode)
         # The sampler's order and the per-sample augmentation and masking derive from the epoch.
         seen: list[Any] = []
         for name in ("batch_sampler", "sampler", "dataset"):
@@ -193,8 +196,6 @@ class Trainer:
                 if k != "batch_size":
                     sums[k] = sums.get(k, 0.0) + v * n
             self._call("after_step", logs)
-            if self.stop_requested:
-                break
         means = {k: v / max(count, 1.0) for k, v in sums.items()}
         means["epoch_time"] = time.perf_counter() - start
         means["samples"] = count
@@ -206,9 +207,6 @@ class Trainer:
         for epoch in range(self.state.epoch, self.epochs):
             self._call("on_epoch_start", epoch)
             logs = self.train_epoch(epoch)
-            if self.stop_requested:
-                logger.warning("stopped during epoch %d; the last checkpoint is kept", epoch + 1)
-                break
             self.scheduler.step()
             self.state.epoch = epoch + 1
             logs["epoch"] = float(epoch + 1)

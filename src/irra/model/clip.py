@@ -190,7 +190,7 @@ class MultiheadAttention(nn.Module):
     """Multi-head attention with ``nn.MultiheadAttention``'s packed parameter names.
 
     ``in_proj_weight`` (3C, C) stacks the query, key and value projections; ``out_proj`` is
-    Linear(C, C). Inputs are batch-first; no attention weights are returned.
+    Linear(C, C). Inputs are batch-first; :meth:`attention_weights` gives chosen rows' weights.
     """
 
     def __init__(self, width: int, heads: int) -> None:
@@ -217,6 +217,30 @@ class MultiheadAttention(nn.Module):
         q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, width))
+
+    def attention_weights(self, x: Tensor, positions: Tensor, *, is_causal: bool = False) -> Tensor:
+        """Self-attention weights of one query token per row, averaged over the heads.
+
+        Args:
+            x: (B, L, C) the block's (normalised) input.
+            positions: (B,) long, the query position of each row.
+            is_causal: mask keys after the query, as the causal forward pass does.
+
+        Returns:
+            (B, L) float: row b is the attention of token ``positions[b]`` over the L tokens
+            (what ``nn.MultiheadAttention`` returns with ``need_weights=True``, at that row).
+        """
+        w_q, w_k, _ = self.in_proj_weight.chunk(3)
+        b_q, b_k, _ = self.in_proj_bias.chunk(3)
+        query = x.gather(1, positions.view(-1, 1, 1).expand(-1, 1, x.shape[-1])).squeeze(1)
+        q = F.linear(query, w_q, b_q).unflatten(-1, (self.heads, -1))  # (B, H, d)
+        k = F.linear(x, w_k, b_k).unflatten(-1, (self.heads, -1))  # (B, L, H, d)
+        scores = torch.einsum("bhd,blhd->bhl", q, k) * q.shape[-1] ** -0.5
+        if is_causal:
+            keys = torch.arange(x.shape[1], device=x.device)
+            later = keys.unsqueeze(0) > positions.unsqueeze(1)  # (B, L)
+            scores = scores.masked_fill(later.unsqueeze(1), -torch.inf)
+        return scores.float().softmax(dim=-1).mean(dim=1)
 
     def init_weights(self, attn_std: float, proj_std: float) -> None:
         """CLIP's initialisation: normal weights with the given stds, zero biases."""
@@ -248,6 +272,18 @@ class ResidualAttentionBlock(nn.Module):
         x = x + self.attn(h, h, h, is_causal=is_causal)
         return x + self.mlp(self.ln_2(x))
 
+    def forward_with_attention(
+        self, x: Tensor, positions: Tensor, *, is_causal: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` plus the head-averaged attention of token ``positions[b]`` of each row.
+
+        x: (B, L, C), positions: (B,) long -> ((B, L, C), (B, L) float).
+        """
+        h = self.ln_1(x)
+        weights = self.attn.attention_weights(h, positions, is_causal=is_causal)
+        x = x + self.attn(h, h, h, is_causal=is_causal)
+        return x + self.mlp(self.ln_2(x)), weights
+
 
 class Transformer(nn.Module):
     """A stack of residual attention blocks (``resblocks.{i}``), optionally causal."""
@@ -263,6 +299,17 @@ class Transformer(nn.Module):
         for block in self.resblocks:
             x = block(x, is_causal=self.causal)
         return x
+
+    def forward_with_attention(self, x: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` plus the last block's attention of one token per row (heads averaged).
+
+        x: (B, L, C), positions: (B,) long -> ((B, L, C), (B, L) float). The plain forward pass
+        computes no attention weights; this one adds one query row per sample in the last block.
+        """
+        *first, last = self.resblocks
+        for block in first:
+            x = block(x, is_causal=self.causal)
+        return last.forward_with_attention(x, positions, is_causal=self.causal)
 
     def init_weights(self) -> None:
         """CLIP's initialisation, scaled by width and depth."""
@@ -325,6 +372,21 @@ class VisionTransformer(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """images: (B, 3, H, W) -> tokens (B, 1 + N, D), class token first, all projected."""
+        x = self.transformer(self._embed(images))
+        return self.ln_post(x) @ self.proj
+
+    def forward_with_attention(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` plus the last block's attention of the class token (heads averaged).
+
+        images: (B, 3, H, W) -> (tokens (B, 1 + N, D), attention (B, 1 + N) float).
+        """
+        x = self._embed(images)
+        cls_position = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        x, weights = self.transformer.forward_with_attention(x, cls_position)
+        return self.ln_post(x) @ self.proj, weights
+
+    def _embed(self, images: Tensor) -> Tensor:
+        """images: (B, 3, H, W) -> the transformer's input (B, 1 + N, C)."""
         if tuple(images.shape[-2:]) != self.config.image_size:
             raise ValueError(
                 f"images are {tuple(images.shape[-2:])} (height, width) but the model expects "
@@ -337,8 +399,7 @@ class VisionTransformer(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # (B, N, C), row-major over the grid
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
-        x = self.transformer(self.ln_pre(x))
-        return self.ln_post(x) @ self.proj
+        return self.ln_pre(x)
 
 
 class TokenEmbedding(nn.Embedding):
@@ -378,7 +439,11 @@ class CLIP(nn.Module):
         self.positional_embedding = nn.Parameter(torch.empty(text.context_length, text.width))
         self.ln_final = nn.LayerNorm(text.width)
         self.text_projection = nn.Parameter(torch.empty(text.width, config.embed_dim))
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        # CLIP's learnable temperature, kept (as a buffer, not a parameter) only so that state
+        # dicts keep OpenAI's and the official IRRA code's keys: IRRA's temperature is fixed
+        # (``IRRAConfig.temperature``) and nothing reads this value. As a parameter it would get
+        # no gradient, and data-parallel training would have to search for unused parameters.
+        self.register_buffer("logit_scale", torch.tensor(math.log(1 / 0.07)))
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.positional_embedding, std=0.01)
         nn.init.normal_(self.text_projection, std=text.width**-0.5)
@@ -394,12 +459,29 @@ class CLIP(nn.Module):
 
     def encode_text_tokens(self, ids: Tensor) -> Tensor:
         """ids: (B, L) long, L <= context_length -> (B, L, D), every token projected."""
+        self._check_length(ids)
+        x = self.token_embedding(ids) + self.positional_embedding[: ids.shape[-1]]
+        x = self.transformer(x)
+        return self.ln_final(x) @ self.text_projection
+
+    def encode_image_tokens_with_attention(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """images -> (tokens (B, 1 + N, D), last-layer class-token attention (B, 1 + N))."""
+        return self.visual.forward_with_attention(images)
+
+    def encode_text_tokens_with_attention(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """ids (B, L) -> (tokens (B, L, D), last-layer end-of-text attention (B, L)).
+
+        The end-of-text token is at the largest id of each row.
+        """
+        self._check_length(ids)
+        x = self.token_embedding(ids) + self.positional_embedding[: ids.shape[-1]]
+        x, weights = self.transformer.forward_with_attention(x, ids.argmax(dim=-1))
+        return self.ln_final(x) @ self.text_projection, weights
+
+    def _check_length(self, ids: Tensor) -> None:
         length = ids.shape[-1]
         if length > self.config.text.context_length:
             raise ValueError(
                 f"token sequences have length {length}, more than the model's context length "
                 f"{self.config.text.context_length}; tokenize with a shorter context_length"
             )
-        x = self.token_embedding(ids) + self.positional_embedding[:length]
-        x = self.transformer(x)
-        return self.ln_final(x) @ self.text_projection

@@ -3,7 +3,9 @@
 Parameter names are those of checkpoints written by the official IRRA code:
 ``base_model.*`` (OpenAI CLIP), ``classifier.*`` (when the ID loss is on), and ``cross_attn``,
 ``cross_modal_transformer``, ``ln_pre_t``, ``ln_pre_i``, ``ln_post``, ``mlm_head`` (when the MLM
-loss is on). The model computes features and logits; :mod:`irra.objectives` turns them into losses.
+loss is on), and RDE's token selection embeddings ``visul_emb_layer`` / ``texual_emb_layer``
+(the authors' spelling, when the "tse" loss is on). The model computes features and logits; a
+method's objective (:mod:`irra.methods`) turns them into losses.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from irra.fused_ce import linear_cross_entropy
@@ -26,8 +29,12 @@ from irra.model.clip import (
     VisionConfig,
 )
 from irra.model.heads import MLMHead, cross_modal_heads, make_classifier
+from irra.model.tse import ImageTokenSelection, TextTokenSelection
 
-LOSS_NAMES = ("sdm", "itc", "cmpm", "id", "mlm")
+#: Every loss a method may train with (each method accepts a subset, see :mod:`irra.methods`):
+#: IRRA's sdm, itc, cmpm, id, mlm and RDE's TAL on the global (bge) and token-selection (tse)
+#: embeddings.
+LOSS_NAMES = ("sdm", "itc", "cmpm", "id", "mlm", "bge", "tse")
 
 
 def parse_loss_names(names: str | Sequence[str]) -> tuple[str, ...]:
@@ -49,6 +56,8 @@ class IRRAConfig:
 
     ``num_classes`` is the number of training identities (used only when "id" is a loss);
     ``temperature`` is the fixed SDM/ITC temperature (logit scale = 1 / temperature).
+    ``tse_dim`` (E) and ``select_ratio`` shape RDE's token selection heads, built when "tse" is
+    a loss.
     """
 
     clip: CLIPConfig
@@ -58,6 +67,8 @@ class IRRAConfig:
     loss_names: tuple[str, ...] = ("sdm", "mlm", "id")
     mlm_loss_weight: float = 1.0
     id_loss_weight: float = 1.0
+    tse_dim: int = 1024
+    select_ratio: float = 0.3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "loss_names", parse_loss_names(self.loss_names))
@@ -70,6 +81,17 @@ class IRRAConfig:
             raise ValueError(f"cmt_depth must be >= 1, got {self.cmt_depth}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        rde, irra = {"bge", "tse"}, set(self.loss_names) - {"bge", "tse"}
+        if rde & set(self.loss_names) and irra:
+            raise ValueError(
+                f"loss_names {list(self.loss_names)} mix RDE's (bge, tse) and IRRA's losses; "
+                "a model is trained by one method"
+            )
+        if not 0 < self.select_ratio <= 1 or self.tse_dim < 2:
+            raise ValueError(
+                f"select_ratio must be in (0, 1] and tse_dim >= 2, got {self.select_ratio} and "
+                f"{self.tse_dim}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly nested dict (tuples become lists)."""
@@ -110,6 +132,7 @@ class IRRAOutput(NamedTuple):
     when the forward pass was given the labels and computed the loss fused instead.
     mlm_loss: () float32 mean MLM cross-entropy over the labelled positions (fused path).
     mlm_correct: () long, labelled positions whose arg-max is the label (fused path).
+    image_tse, text_tse: (B, E) float32 token selection embeddings (models with TSE heads).
     """
 
     image_feats: Tensor
@@ -119,6 +142,8 @@ class IRRAOutput(NamedTuple):
     mlm_logits: Tensor | None
     mlm_loss: Tensor | None = None
     mlm_correct: Tensor | None = None
+    image_tse: Tensor | None = None
+    text_tse: Tensor | None = None
 
 
 class IRRA(nn.Module):
@@ -152,11 +177,17 @@ class IRRA(nn.Module):
             self.cross_modal_transformer.init_weights()
             self.cross_attn.init_weights(dim**-0.5, dim**-0.5 * (2 * depth) ** -0.5)
             self.mlm_head.init_weights(depth)
+        self.has_tse = "tse" in config.loss_names
+        if self.has_tse:
+            ratio, width = config.select_ratio, config.tse_dim
+            context = config.clip.text.context_length
+            self.visul_emb_layer = ImageTokenSelection(dim, width, ratio)
+            self.texual_emb_layer = TextTokenSelection(dim, width, ratio, context)
 
     @property
     def embed_dim(self) -> int:
-        """D, the width of the joint embedding."""
-        return self.config.clip.embed_dim
+        """Width of :meth:`encode_image` / :meth:`encode_text`: D, or D + E with TSE heads."""
+        return self.config.clip.embed_dim + (self.config.tse_dim if self.has_tse else 0)
 
     def encode_image_tokens(self, images: Tensor) -> Tensor:
         """images: (B, 3, H, W) float -> (B, 1 + N, D), class token first."""
@@ -174,19 +205,39 @@ class IRRA(nn.Module):
         return self.base_model.embedding_rows(ids)
 
     def encode_image(self, images: Tensor) -> Tensor:
-        """images: (B, 3, H, W) -> global features (B, D) float32 (projected class token)."""
+        """images: (B, 3, H, W) -> the retrieval embedding (B, :attr:`embed_dim`) float32.
+
+        The global feature (projected class token, (B, D)); with TSE heads (RDE) the unit global
+        feature and the unit TSE embedding joined and scaled by 1/sqrt(2) (:func:`join_parts`), so
+        that the cosine of two embeddings is the method's score, the mean of the two cosines.
+        """
+        if self.has_tse:
+            return join_parts(*self.encode_image_parts(images))
         return self.encode_image_tokens(images)[:, 0].float()
 
     def encode_text(self, ids: Tensor) -> Tensor:
-        """ids: (B, L) -> global features (B, D) float32 (token at the end-of-text position).
+        """ids: (B, L) -> the retrieval embedding (B, :attr:`embed_dim`) float32.
 
-        The columns after the batch's last end-of-text token are dropped first: the text tower is
-        causal, so no end-of-text token attends to them (same features, less work: CLIP captions
-        fill about half of the 77 positions).
+        The global feature (token at the end-of-text position, (B, D)); with TSE heads the
+        joined parts, as in :meth:`encode_image`. The columns after the batch's last end-of-text
+        token are dropped first: the text tower is causal, so no end-of-text token attends to
+        them (same features, less work: CLIP captions fill about half of the 77 positions).
         """
         if ids.numel():
             ids = ids[:, : int(ids.argmax(dim=-1).max()) + 1]
+        if self.has_tse:
+            return join_parts(*self.encode_text_parts(ids))
         return text_global(self.encode_text_tokens(ids), ids)
+
+    def encode_image_parts(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """images -> (global feature (B, D), TSE embedding (B, E)), float32, not normalised."""
+        tokens, attention = self.base_model.encode_image_tokens_with_attention(images)
+        return tokens[:, 0].float(), self.visul_emb_layer(tokens, attention)
+
+    def encode_text_parts(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """ids (B, L) -> (global feature (B, D), TSE embedding (B, E)), float32, not normalised."""
+        tokens, attention = self.base_model.encode_text_tokens_with_attention(ids)
+        return text_global(tokens, ids), self.texual_emb_layer(tokens, ids, attention)
 
     def cross_former(self, text_tokens: Tensor, image_tokens: Tensor) -> Tensor:
         """Text tokens attend to image tokens: (B, L, D), (B, N, D) -> (B, L, D).
@@ -244,6 +295,12 @@ class IRRA(nn.Module):
                 value and gradients as cross-entropy on the logits, without materialising the
                 (N, V) logits) and ``mlm_logits`` is None.
         """
+        if self.has_tse:  # RDE: the global features and the token selection embeddings
+            image_feats, image_tse = self.encode_image_parts(images)
+            text_feats, text_tse = self.encode_text_parts(caption_ids)
+            return IRRAOutput(
+                image_feats, text_feats, None, None, None, image_tse=image_tse, text_tse=text_tse
+            )
         image_tokens = self.encode_image_tokens(images)
         image_feats = image_tokens[:, 0].float()
         mlm_tokens = None
@@ -277,6 +334,16 @@ class IRRA(nn.Module):
                 "this IRRA model has no MLM branch (built without 'mlm' in loss_names: "
                 f"{self.config.loss_names}); rebuild it with 'mlm' to use cross_former/mlm_logits"
             )
+
+
+def join_parts(global_feats: Tensor, tse_feats: Tensor) -> Tensor:
+    """RDE's retrieval embedding: (B, D), (B, E) -> (B, D + E) float32 of norm 1.
+
+    ``[g / |g|, t / |t|] / sqrt(2)``: the dot product of two such embeddings is the mean of the
+    global and the TSE cosine similarities, RDE's inference score.
+    """
+    parts = [F.normalize(x.float(), dim=-1) for x in (global_feats, tse_feats)]
+    return torch.cat(parts, dim=-1) * 0.5**0.5
 
 
 def text_global(text_tokens: Tensor, ids: Tensor) -> Tensor:

@@ -1,13 +1,16 @@
-"""Checkpoints written by the official IRRA code: ``best.pth`` and ``configs.yaml``.
+"""Checkpoints written by the official IRRA code and by the RDE authors' code (an IRRA fork).
 
 ``best.pth`` is ``torch.save({'model': state_dict, ...})`` with keys ``base_model.*`` (OpenAI
-CLIP names), ``classifier.*`` and the MLM branch. ``configs.yaml`` (beside it) is ``yaml.dump`` of
-the training arguments; its ``img_size`` may be tagged ``!!python/tuple``, which is read by a safe
-loader that knows only that one extra tag.
+CLIP names), ``classifier.*`` and the MLM branch (IRRA) or the token selection heads
+``visul_emb_layer.*`` and ``texual_emb_layer.*`` (RDE). ``configs.yaml`` (beside it) is
+``yaml.dump`` of the training arguments; its ``img_size`` may be tagged ``!!python/tuple``, which
+is read by a safe loader that knows only that one extra tag. An RDE run is recognised by its
+heads or by the ``select_ratio`` argument of its ``configs.yaml``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -33,6 +36,25 @@ logger = logging.getLogger(__name__)
 CONFIGS_FILE = "configs.yaml"
 _PREFIX = "base_model."
 _DEFAULT_IMAGE_SIZE = (384, 128)
+_RDE_HEADS = ("visul_emb_layer.", "texual_emb_layer.")
+#: Layers of the RDE authors' heads that their forward pass never uses (the image head's
+#: ``linear``, the batch norm after the MLP's last layer): dropped on load.
+_RDE_UNUSED = (
+    "visul_emb_layer.linear.",
+    "visul_emb_layer.mlp.bns.1.",
+    "texual_emb_layer.mlp.bns.1.",
+)
+#: What irra's RDE model needs of the authors' heads.
+_RDE_REQUIRED = (
+    "visul_emb_layer.fc.weight",
+    "visul_emb_layer.mlp.layers.0.weight",
+    "visul_emb_layer.mlp.layers.1.weight",
+    "visul_emb_layer.mlp.bns.0.running_mean",
+    "texual_emb_layer.linear.weight",
+    "texual_emb_layer.mlp.layers.0.weight",
+    "texual_emb_layer.mlp.layers.1.weight",
+    "texual_emb_layer.mlp.bns.0.running_mean",
+)
 
 
 class _ConfigsLoader(yaml.SafeLoader):
@@ -122,8 +144,18 @@ def load_official_irra(
             path,
             CONFIGS_FILE,
         )
+    rde = "select_ratio" in args or any(k.startswith(_RDE_HEADS) for k in weights)
+    if rde:
+        weights = _rde_weights(weights, path)
     try:
         config = _official_config(weights, clip_state, args, image_size, stride_size)
+        if rde:
+            config = dataclasses.replace(
+                config,
+                loss_names=("bge", "tse"),
+                tse_dim=int(weights["visul_emb_layer.fc.weight"].shape[0]),
+                select_ratio=float(args.get("select_ratio", 0.3)),
+            )
     except (ValueError, TypeError) as err:
         raise WeightsError(f"{path}: {err}") from err
     model = IRRA(config)
@@ -153,7 +185,7 @@ def _official_config(
             f"image size {clip.vision.image_size} at stride {stride} gives a {grid} patch grid, "
             f"but the checkpoint has {found} position embeddings; fix img_size/stride_size"
         )
-    if "loss_names" in args:
+    if "loss_names" in args and "select_ratio" not in args:  # RDE's are not IRRA's names
         loss_names = parse_loss_names(str(args["loss_names"]))
     else:
         loss_names = ("sdm",)
@@ -170,6 +202,18 @@ def _official_config(
         mlm_loss_weight=float(args.get("mlm_loss_weight", 1.0)),
         id_loss_weight=float(args.get("id_loss_weight", 1.0)),
     )
+
+
+def _rde_weights(weights: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """The RDE checkpoint's weights without the unused layers; raises if TSE layers are missing."""
+    missing = [k for k in _RDE_REQUIRED if k not in weights]
+    if missing:
+        raise WeightsError(
+            f"{path}: an RDE checkpoint (configs.yaml has select_ratio, or some TSE weights are "
+            f"present) without its token selection layers: missing {', '.join(missing)}. "
+            "Use the run's best.pth, not a checkpoint of another model"
+        )
+    return {k: v for k, v in weights.items() if not k.startswith(_RDE_UNUSED)}
 
 
 def _count_blocks(state: Mapping[str, Any], prefix: str) -> int:

@@ -222,6 +222,8 @@ def build_model(
     temperature: float = 0.02,
     mlm_loss_weight: float = 1.0,
     id_loss_weight: float = 1.0,
+    tse_dim: int = 1024,
+    select_ratio: float = 0.3,
 ) -> IRRA:
     """A new IRRA model, randomly initialised or with CLIP initialised from OpenAI weights.
 
@@ -232,7 +234,8 @@ def build_model(
         image_size: (height, width); None keeps the arch's (384x128 for the ViT presets).
         stride_size: patch stride; None keeps the arch's (the patch size for presets).
         num_classes: training identities (needed when "id" is in ``loss_names``).
-        cmt_depth, loss_names, temperature, mlm_loss_weight, id_loss_weight: see IRRAConfig.
+        cmt_depth, loss_names, temperature, mlm_loss_weight, id_loss_weight, tse_dim,
+            select_ratio: see IRRAConfig ("tse" in ``loss_names`` adds RDE's TSE heads).
 
     Raises:
         ValueError: unknown arch (lists the valid names), or weights that do not fit the arch.
@@ -251,6 +254,8 @@ def build_model(
         loss_names=loss_names,
         mlm_loss_weight=mlm_loss_weight,
         id_loss_weight=id_loss_weight,
+        tse_dim=tse_dim,
+        select_ratio=select_ratio,
     )
     if pretrained is None:
         return IRRA(config)

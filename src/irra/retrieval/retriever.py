@@ -417,6 +417,15 @@ class Retriever:
             self._filter_columns = (snapshot, FilterColumns(snapshot.metadata))
         return self._filter_columns[1]
 
+    def facets(self) -> tuple[list[str], float | None, float | None]:
+        """What the index can be filtered by: its camera names (sorted) and the earliest and
+        latest capture times (UNIX seconds, None when no image has one)."""
+        with self._lock:
+            columns = self._columns(self._snapshot)
+        times = columns.times[~np.isnan(columns.times)]
+        first, last = (float(times.min()), float(times.max())) if times.size else (None, None)
+        return sorted(columns.camera_names), first, last
+
     def record(self, image_id: int) -> ImageRecord:
         """The metadata of image ``image_id``; KeyError when the index has no such image."""
         with self._lock:

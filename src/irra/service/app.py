@@ -1,4 +1,4 @@
-"""The FastAPI application: search API, image API, health check and the search page.
+"""The FastAPI application: search API (JSON and upload), images, facets, health, the page.
 
 Every route reads from the one :class:`~irra.retrieval.Retriever` given to :func:`create_app`;
 nothing is global. Bad input is answered with a 4xx and ``{"detail": message}``, never a 500.
@@ -13,19 +13,32 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from irra import __version__
-from irra.retrieval import MAX_K, MAX_QUERY_CHARS, QueryError, Retriever
-from irra.retrieval.retriever import check_query
+from irra.retrieval.capture import format_time
+from irra.retrieval.query import MAX_PARTS, Query, QueryError, check_query
+from irra.retrieval.retriever import Retriever
+from irra.service.schemas import (
+    MAX_ID,
+    Facets,
+    Health,
+    Problem,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    UploadFields,
+    error_message,
+    integral_float_to_int,
+)
+from irra.service.upload import MAX_UPLOAD_BYTES, UploadTooLarge, read_upload
 
 logger = logging.getLogger(__name__)
 
-#: Largest request body accepted (a query is at most MAX_QUERY_CHARS characters).
-MAX_BODY_BYTES = 16 * 1024
-_MAX_ID = 2**63 - 1  # SQLite integers: larger ids are refused by the schema (422)
+#: Largest JSON request body accepted (16 negative texts of 1,000 characters fit many times).
+MAX_BODY_BYTES = 256 * 1024
 _MEDIA_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",
@@ -33,59 +46,15 @@ _MEDIA_TYPES = {
     ".bmp": "image/bmp",
     ".webp": "image/webp",
 }
-
-
-def _integral_float_to_int(value: Any) -> Any:
-    """JSON has one number type: ``5.0`` is the integer 5 (booleans and strings stay refused)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-class SearchRequest(BaseModel):
-    """A text query and the number of results wanted."""
-
-    model_config = ConfigDict(extra="forbid")
-    # The schema states the limits, so clients (and fuzzers) can tell a valid request up front.
-    query: str = Field(
-        min_length=1,
-        max_length=MAX_QUERY_CHARS,
-        pattern=r"[^\s\x1c-\x1f]",  # something besides whitespace (as str.strip sees it)
-        description=f"description of the person, 1 to {MAX_QUERY_CHARS} characters",
-    )
-    k: Annotated[int, BeforeValidator(_integral_float_to_int)] = Field(
-        10, strict=True, ge=1, le=MAX_K, description=f"number of results, 1 to {MAX_K}"
-    )
-
-
-class SearchResult(BaseModel):
-    """One ranked image; ``url`` serves the picture."""
-
-    rank: int
-    id: int
-    path: str
-    score: float
-    identity: str | None = None
-    camera: str | None = None
-    url: str
-
-
-class SearchResponse(BaseModel):
-    """The results of one query, best first."""
-
-    query: str
-    k: int
-    results: list[SearchResult]
-
-
-class Health(BaseModel):
-    """Liveness and what is being served."""
-
-    status: str
-    images: int
-    index_type: str
-    model: str
-    version: str
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "a similar id that is not in the index"},
+    413: {"model": Problem, "description": "request body over the size cap"},
+    422: {
+        "model": Problem,
+        "description": "a request the search cannot run: no positive part, after later than "
+        "before, negatives cancelling the positives, a value out of range",
+    },
+}
 
 
 def _page() -> str:
@@ -96,27 +65,52 @@ def _page() -> str:
     )
 
 
+def _upload_body_schema() -> dict[str, Any]:
+    """The OpenAPI request body of ``/api/search/upload``: the form fields and the image files."""
+    schema = UploadFields.model_json_schema(by_alias=True)
+    for field in schema["properties"].values():  # a form has no null: a field is given or not
+        options = field.pop("anyOf", None)
+        if options is not None:
+            field.update(next(o for o in options if o.get("type") != "null"))
+    schema["properties"]["image"] = {
+        "type": "array",
+        "items": {"type": "string", "format": "binary"},
+        "minItems": 1,
+        "maxItems": MAX_PARTS,
+        "description": f"the query picture(s); the whole request at most {MAX_UPLOAD_BYTES} bytes",
+    }
+    schema["required"] = ["image"]
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": schema}},
+        }
+    }
+
+
 def create_app(retriever: Retriever) -> FastAPI:
     """The web application serving ``retriever``.
 
-    Routes: ``GET /`` (search page), ``POST /api/search``, ``GET /api/images/{id}``,
-    ``GET /api/health``; the OpenAPI schema at ``/openapi.json`` and docs at ``/docs``.
+    Routes: ``GET /`` (search page), ``POST /api/search``, ``POST /api/search/upload``,
+    ``GET /api/images/{id}``, ``GET /api/facets``, ``GET /api/health``; the OpenAPI schema at
+    ``/openapi.json`` and docs at ``/docs``.
     """
     app = FastAPI(
         title="irra search",
         version=__version__,
-        description="Text-to-image person retrieval over an irra index.",
+        description="Person retrieval over an irra index: by description, photo and indexed image.",
     )
     page = _page()
     root = retriever.images_root.resolve()
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        upload = request.url.path == "/api/search/upload"
+        cap = MAX_UPLOAD_BYTES if upload else MAX_BODY_BYTES
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse(
-                {"detail": f"request body larger than {MAX_BODY_BYTES} bytes"}, status_code=413
-            )
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            detail = UploadTooLarge().detail if upload else f"request body larger than {cap} bytes"
+            return JSONResponse({"detail": detail}, status_code=413)
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
@@ -125,16 +119,40 @@ def create_app(retriever: Retriever) -> FastAPI:
     ) -> JSONResponse:
         """422 with one sentence: the search API's own wording where it applies."""
         body = exc.body
-        if isinstance(body, dict) and set(body) <= {"query", "k"}:
+        if isinstance(body, dict) and "query" in body and set(body) <= {"query", "k"}:
             try:
-                check_query(body.get("query"), _integral_float_to_int(body.get("k", 10)))
+                check_query(body.get("query"), integral_float_to_int(body.get("k", 10)))
             except QueryError as err:
                 return JSONResponse({"detail": str(err)}, status_code=422)
-        text = "; ".join(
-            f"{'.'.join(str(p) for p in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
-            for error in exc.errors()
+        return JSONResponse({"detail": error_message(exc.errors())}, status_code=422)
+
+    def run_search(query: Query, fields: SearchRequest | UploadFields) -> SearchResponse:
+        """Search ``query`` with the filter and options of ``fields`` (404 / 422 on bad input)."""
+        for part in query.similar:
+            image_id = part if isinstance(part, int) else part.id
+            try:
+                retriever.record(image_id)
+            except KeyError as err:
+                raise HTTPException(
+                    404, f"no image with id {image_id} in this index; use the ids of results"
+                ) from err
+        try:
+            hits = retriever.search(
+                query,
+                fields.k,
+                filter=fields.search_filter(),
+                min_score=fields.min_score,
+                rerank=fields.rerank,
+            )
+        except QueryError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from err
+        return SearchResponse(
+            query=fields.query.strip() if fields.query is not None else None,
+            k=fields.k,
+            results=[SearchResult(**h.to_dict(), url=f"/api/images/{h.id}") for h in hits],
+            message=hits.message,
+            candidates=hits.candidates,
         )
-        return JSONResponse({"detail": text or "invalid request"}, status_code=422)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index_page() -> HTMLResponse:
@@ -152,26 +170,49 @@ def create_app(retriever: Retriever) -> FastAPI:
             version=__version__,
         )
 
-    @app.post(
-        "/api/search",
-        response_model=SearchResponse,
-        responses={422: {"description": "empty or overlong query, or k out of range"}},
-    )
+    @app.get("/api/facets", response_model=Facets)
+    def facets() -> Facets:
+        """The index's cameras and the range of its capture times (what filters can name)."""
+        cameras, first, last = retriever.facets()
+        return Facets(cameras=cameras, first_time=format_time(first), last_time=format_time(last))
+
+    @app.post("/api/search", response_model=SearchResponse, responses=_ERRORS)
     def search(request: SearchRequest) -> SearchResponse:
-        """The k images that best match the description, best first (cosine similarity)."""
+        """The k images that best match the query among those passing the filters, best first.
+
+        The parts (``query``, ``similar``, ``not``) are combined into one query vector; the score
+        is the cosine similarity with it, in [-1, 1]. A filter no image passes gives no results
+        and a ``message``.
+        """
+        return run_search(request.to_query(), request)
+
+    @app.post(
+        "/api/search/upload",
+        response_model=SearchResponse,
+        responses={**_ERRORS, 415: {"model": Problem, "description": "not multipart/form-data"}},
+        openapi_extra=_upload_body_schema(),
+    )
+    async def search_upload(request: Request) -> SearchResponse:
+        """Like ``/api/search``, with query pictures uploaded as the file field ``image``.
+
+        Multipart form fields: ``image`` (one or more files), ``image_weight`` (one per image),
+        ``query``, ``query_weight``, ``similar``, ``not``, ``camera``, ``identity`` (repeat a
+        field for several values), ``after``, ``before``, ``under``, ``min_score``, ``rerank``,
+        ``k``. The pictures are decoded in memory and never stored.
+        """
+        fields, images = await read_upload(request)
         try:
-            hits = retriever.search(request.query, request.k)
+            query = fields.to_query(images)
         except QueryError as err:
             raise HTTPException(status_code=422, detail=str(err)) from err
-        results = [SearchResult(**h.to_dict(), url=f"/api/images/{h.id}") for h in hits]
-        return SearchResponse(query=request.query.strip(), k=request.k, results=results)
+        return await run_in_threadpool(run_search, query, fields)
 
     @app.get(
         "/api/images/{image_id}",
         response_class=FileResponse,
-        responses={404: {"description": "no such image in the index"}},
+        responses={404: {"model": Problem, "description": "no such image in the index"}},
     )
-    def image(image_id: Annotated[int, PathParam(ge=-_MAX_ID - 1, le=_MAX_ID)]) -> FileResponse:
+    def image(image_id: Annotated[int, PathParam(ge=-MAX_ID - 1, le=MAX_ID)]) -> FileResponse:
         """The picture of an indexed image (only images that are in the index are served)."""
         try:
             path = retriever.image_path(image_id).resolve()

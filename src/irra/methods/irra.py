@@ -1,4 +1,4 @@
-"""Training objectives: one forward pass of IRRA turned into weighted losses.
+"""The IRRA method's objective: one forward pass turned into weighted losses.
 
 The model computes features and logits; this module chooses and weights the losses
 (:mod:`irra.losses` holds the math). Loss names: ``sdm``, ``itc``, ``cmpm``, ``id``, ``mlm``.
@@ -15,6 +15,8 @@ from irra import losses
 from irra.engine.distributed import DistContext, all_gather_rows, gather_with_grad, mean_share
 from irra.model.irra import IRRA, IRRAOutput, parse_loss_names
 
+#: The losses of the IRRA method.
+LOSSES = ("sdm", "itc", "cmpm", "id", "mlm")
 #: Losses of pairs of samples (similarities within the batch): they see the gathered global batch.
 PAIRWISE_LOSSES = ("sdm", "itc", "cmpm")
 
@@ -37,7 +39,7 @@ def compute_losses(
     loss_names: str | Sequence[str] | None = None,
     mlm_weight: float | None = None,
     id_weight: float | None = None,
-    same_text_input: bool | None = None,
+    masked_global_text: bool = True,
     dist_ctx: DistContext | None = None,
     global_batch: bool = True,
 ) -> dict[str, Tensor]:
@@ -51,10 +53,11 @@ def compute_losses(
             (0 = not masked).
         loss_names: losses to compute; the model config's when None.
         mlm_weight, id_weight: loss weights; the model config's when None.
-        same_text_input: True: one text pass on ``mlm_ids`` gives both the global text feature
-            and the MLM tokens (the reference behaviour, where captions are masked in place).
-            False: two passes (clean caption for the global feature). None: one pass exactly when
-            ``caption_ids`` and ``mlm_ids`` are the same tensor or equal.
+        masked_global_text: the setting ``data.masked_global_text``. True (the reference
+            behaviour, where captions are masked in place; the batch's ``caption_ids`` then equal
+            its ``mlm_ids``): one text pass on ``mlm_ids`` gives both the global text feature
+            and the MLM tokens. False: two passes, the clean ``caption_ids`` for the global
+            feature. Without the MLM loss there is one pass on ``caption_ids``.
         dist_ctx: the process group when training with several processes (None: one process).
         global_batch: with several processes, True makes every loss the loss of the global batch
             (the batches of all processes together): SDM, ITC and CMPM are computed on features
@@ -74,6 +77,9 @@ def compute_losses(
     names = config.loss_names if loss_names is None else parse_loss_names(loss_names)
     mlm_weight = config.mlm_loss_weight if mlm_weight is None else mlm_weight
     id_weight = config.id_loss_weight if id_weight is None else id_weight
+    others = [n for n in names if n not in LOSSES]
+    if others:
+        raise ValueError(f"{others} are not IRRA losses; valid: {', '.join(LOSSES)}")
     if "id" in names and irra_model.classifier is None:
         raise ValueError("the 'id' loss needs a model built with 'id' in loss_names")
     if "mlm" in names and not irra_model.has_mlm:
@@ -86,11 +92,7 @@ def compute_losses(
     if "mlm" in names:
         mlm_ids, mlm_labels = batch["mlm_ids"], batch["mlm_labels"]
         mlm_mask = mlm_labels != 0
-        share = same_text_input
-        if share is None:
-            share = mlm_ids is caption_ids or (
-                mlm_ids.shape == caption_ids.shape and bool(torch.equal(mlm_ids, caption_ids))
-            )
+        share = masked_global_text
     # The MLM targets as class indices of the model's head (the original ids, or their rows in a
     # kept vocabulary subset).
     labels = None if mlm_labels is None else irra_model.mlm_classes(mlm_labels[mlm_mask])

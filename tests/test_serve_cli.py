@@ -1,0 +1,129 @@
+"""``irra serve`` started as a user starts it: a separate process, answered over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from retrieval_fixtures import brute_force_ranking, tiny_model, write_gallery, write_model
+
+from irra.cli import main
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+QUERY = "a man in a black jacket"
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    base = tmp_path_factory.mktemp("serve")
+    model = write_model(base / "model")
+    paths = write_gallery(base / "imgs", 12)
+    argv = ["index", "--checkpoint", str(model), "--images", str(base / "imgs")]
+    argv += ["--index-type", "ivf", "--nlist", "2", "--nprobe", "1"]
+    assert main([*argv, "--out", str(base / "index"), "--workers", "0", "--device", "cpu"]) == 0
+    return base / "index", base / "imgs", paths
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_serve(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "irra", "serve", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_line(process: subprocess.Popen, start: str, timeout: float = 120) -> str:
+    """The first stdout line starting with ``start``; fails if the server exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith(start):
+            return line
+        if not line and process.poll() is not None:
+            pytest.fail(f"irra serve exited with {process.returncode}: {process.stderr.read()}")
+    pytest.fail(f"irra serve printed no '{start}' line in {timeout} s")
+
+
+def get_json(url: str, body: dict | None = None, timeout: float = 60) -> dict:
+    """GET (or POST ``body`` as JSON) once the port answers."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except (ConnectionError, urllib.error.URLError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen) -> str:
+    """Stop the server as Ctrl-C would; returns its stderr."""
+    process.terminate()
+    try:
+        _, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, err = process.communicate()
+    return err
+
+
+def test_serve_answers_searches_like_the_python_api(index):
+    folder, images, paths = index
+    port = free_port()
+    # --nprobe 2 scans both cells of the ivf index: exact search
+    process = start_serve(
+        "--index", str(folder), "--port", str(port), "--device", "cpu", "--nprobe", "2"
+    )
+    try:
+        line = wait_for_line(process, "serving")
+        assert line.strip() == f"serving 12 images at http://127.0.0.1:{port}/"
+        health = get_json(f"http://127.0.0.1:{port}/api/health")
+        assert (health["status"], health["images"]) == ("ok", 12)
+        found = get_json(f"http://127.0.0.1:{port}/api/search", {"query": QUERY, "k": 12})
+    finally:
+        err = stop(process)
+    expected = brute_force_ranking(tiny_model(), images, paths, QUERY)
+    assert [r["path"] for r in found["results"]] == [p for p, _ in expected]
+    assert "anyone who can reach" not in err  # loopback: no warning
+
+
+def test_serve_refuses_a_folder_that_is_not_an_index(tmp_path):
+    (tmp_path / "empty").mkdir()
+    process = start_serve("--index", str(tmp_path / "empty"), "--device", "cpu")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert str(tmp_path / "empty") in err
+    assert "serving" not in out
+
+
+def test_serve_warns_when_listening_beyond_this_machine(index):
+    port = free_port()
+    process = start_serve(
+        "--index", str(index[0]), "--host", "0.0.0.0", "--port", str(port), "--device", "cpu"
+    )
+    try:
+        assert wait_for_line(process, "serving").startswith("serving 12 images at http://0.0.0.0")
+    finally:
+        err = stop(process)
+    assert "listening on 0.0.0.0: anyone who can reach this address can search" in err
