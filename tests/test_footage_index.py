@@ -24,7 +24,14 @@ from irra.retrieval.store import METADATA, Snapshot, current_version
 from tests.retrieval_fixtures import write_gallery, write_model
 
 PARAMS = SceneParams(
-    sequences=2, frames=40, width=320, height=180, seed=3, image_format="png", video=True
+    sequences=2,
+    frames=40,
+    width=320,
+    height=180,
+    seed=3,
+    image_format="png",
+    video=True,
+    lossless_video=True,  # the mp4 decodes to the PNG frames' pixels
 )
 START = "2024-05-01T14:00:00+02:00"
 
@@ -121,7 +128,8 @@ def test_per_frame_stores_every_box_and_searches_crops(scenes, encoder, tmp_path
         assert len(retriever.search("a person", k=len(records))) == len(records)
 
 
-def test_the_mp4_gives_the_same_entries_as_the_frame_folder(scenes, encoder, tmp_path):
+def test_the_mp4_gives_the_same_entries_and_results_as_the_frame_folder(scenes, encoder, tmp_path):
+    """A lossless mp4 of PNG frames: the same crops, pixel for pixel, and the same ranking."""
     det = seq(scenes, 1) / "det" / "det.txt"
     build_footage_index(encoder, [FootageSource(seq(scenes, 1))], tmp_path / "a")
     video = seq(scenes, 1) / "SYNTH-01.mp4"
@@ -131,6 +139,18 @@ def test_the_mp4_gives_the_same_entries_as_the_frame_folder(scenes, encoder, tmp
     assert {r.source for r in b} == {str(video.resolve())}
     for ra, rb in zip(a, b, strict=True):
         assert rb.time == pytest.approx(ra.time) if ra.time is not None else rb.time is None
+        with Image.open(tmp_path / "a" / ra.path) as ca, Image.open(tmp_path / "b" / rb.path) as cb:
+            assert np.array_equal(np.asarray(ca), np.asarray(cb))
+    caption = json.loads((seq(scenes, 1) / "captions.json").read_text())["1"]
+    with (
+        Retriever.open(tmp_path / "a", device="cpu") as ra,
+        Retriever.open(tmp_path / "b", device="cpu") as rb,
+    ):
+        hits_a, hits_b = ra.search(caption, k=10), rb.search(caption, k=10)
+    assert [(h.id, h.track, h.frame, h.box) for h in hits_a] == [
+        (h.id, h.track, h.frame, h.box) for h in hits_b
+    ]
+    assert [h.score for h in hits_a] == [h.score for h in hits_b]
 
 
 def test_a_second_run_reads_only_new_footage_and_equals_one_run(scenes, encoder, tmp_path):

@@ -154,6 +154,21 @@ def test_bad_frame_folders_are_clear_errors(seq, tmp_path, caplog):
         folder.frame(3)
 
 
+def test_a_lossless_video_decodes_to_its_input_and_a_default_one_close_to_it(tmp_path):
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (36, 64, 3), dtype=np.uint8) for _ in range(12)]
+    images[5][:] = (255, 0, 128)  # saturated colours survive too
+    write_video(tmp_path / "exact.mp4", images, 25, lossless=True)
+    decoded = [f.image for f in VideoFile(tmp_path / "exact.mp4").frames()]
+    assert len(decoded) == 12
+    assert all(np.array_equal(a, b) for a, b in zip(images, decoded, strict=True))
+    smooth = [np.full((36, 64, 3), (40 + 10 * k, 120, 200 - 5 * k), np.uint8) for k in range(12)]
+    write_video(tmp_path / "lossy.mp4", smooth, 25)
+    lossy = [f.image for f in VideoFile(tmp_path / "lossy.mp4").frames()]
+    diff = max(int(np.abs(a.astype(int) - b).max()) for a, b in zip(smooth, lossy, strict=True))
+    assert 0 < diff <= 8  # yuv420p: near, never equal
+
+
 def test_reading_one_frame_of_a_video_seeks_to_the_same_pixels(tmp_path):
     """130 frames with a key frame every 50: frames on both sides of the key frames read alone
     equal the frames of a full pass."""

@@ -11,7 +11,6 @@ import torch
 import yaml
 
 from irra.config import load_config
-from irra.data.synth import generate_synthpedes
 from irra.engine.run import RunError, train
 from irra.methods import MethodError
 
@@ -42,20 +41,6 @@ TINY = [
     "train.report=false",
     "train.tensorboard=false",
 ]
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthpedes(
-        root / "CUHK-PEDES",
-        num_ids=20,
-        images_per_id=2,
-        captions_per_image=2,
-        image_size=(64, 32),
-        split_fractions=(0.6, 0.2, 0.2),
-    )
-    return root
 
 
 def test_rde_trains_on_noisy_pairs_and_logs_the_division(synth_root: Path, tmp_path: Path) -> None:

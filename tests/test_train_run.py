@@ -13,7 +13,6 @@ import yaml
 from irra.cli import main
 from irra.config import ConfigError, load_config
 from irra.data import build_eval_loaders, build_eval_transform, read_dataset
-from irra.data.synth import generate_synthpedes
 from irra.engine.run import build_model_from_config, train
 from irra.engine.trainer import Hook
 from irra.model import CLIPConfig, TextConfig, VisionConfig, build_model
@@ -41,21 +40,6 @@ TINY = [
     "optim.warmup_epochs=1",
     "train.device=cpu",
 ]
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small SynthPedes (20 ids x 2 images x 2 captions) in <root>/CUHK-PEDES."""
-    root = tmp_path_factory.mktemp("synth")
-    generate_synthpedes(
-        root / "CUHK-PEDES",
-        num_ids=20,
-        images_per_id=2,
-        captions_per_image=2,
-        image_size=(64, 32),
-        split_fractions=(0.6, 0.2, 0.2),
-    )
-    return root
 
 
 def overrides(root: Path, epochs: int) -> list[str]:

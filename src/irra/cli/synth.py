@@ -76,6 +76,12 @@ def _add_scenes_parser(kinds: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="frame image format")
     p.add_argument("--video", action="store_true", help="also write an mp4 of each sequence")
     p.add_argument(
+        "--lossless-video",
+        action="store_true",
+        help="write the mp4 losslessly (RGB H.264; implies --video): with --format png the video "
+        "decodes to exactly the frame folder's pixels; larger, and common players do not show it",
+    )
+    p.add_argument(
         "--workers", type=int, default=1, help="processes, one sequence each (default 1)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing scenes")
@@ -144,7 +150,8 @@ def _run_scenes(args: argparse.Namespace) -> int:
         fps=args.fps,
         seed=args.seed,
         image_format=args.format,
-        video=args.video,
+        video=args.video or args.lossless_video,
+        lossless_video=args.lossless_video,
     )
     progress = None if args.no_progress else counter("scenes (frames)")
     try:

@@ -189,14 +189,21 @@ def write_video(
     fps: float,
     *,
     crf: int = 18,
+    lossless: bool = False,
 ) -> int:
-    """Encode RGB frames as an H.264 mp4 (yuv420p, one encoder thread: same input, same bytes).
+    """Encode RGB frames as an H.264 mp4 (one encoder thread: same input, same bytes).
+
+    By default the video is yuv420p, as cameras and players have it: decoding gives pixels
+    close to, not equal to, the input. ``lossless`` stores RGB itself (x264's RGB encoder at
+    quantiser 0): decoding gives the input back bit for bit, in a file a few times larger that
+    common players do not show.
 
     Args:
         path: the ``.mp4`` to write (written under a temporary name, then renamed).
         frames: (H, W, 3) uint8 RGB arrays, all of one even width and height.
         fps: frame rate.
-        crf: x264 quality (0 lossless .. 51; 18 looks lossless).
+        crf: x264 quality (0 .. 51; 18 looks lossless); not used with ``lossless``.
+        lossless: store the RGB pixels exactly.
 
     Returns:
         the number of frames written.
@@ -207,9 +214,15 @@ def write_video(
     count = 0
     try:
         with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-            stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "veryfast"}
+            rate = Fraction(fps).limit_denominator(1001)
+            if lossless:
+                stream = out.add_stream("libx264rgb", rate=rate)
+                stream.pix_fmt = "rgb24"
+                stream.options = {"qp": "0", "preset": "veryfast"}
+            else:
+                stream = out.add_stream("libx264", rate=rate)
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf), "preset": "veryfast"}
             stream.codec_context.thread_count = 1  # x264's output depends on its thread count
             stream.codec_context.gop_size = max(1, round(2 * fps))  # a key frame every 2 s
             for image in frames:

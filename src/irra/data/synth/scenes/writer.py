@@ -9,7 +9,9 @@ Layout of ``out_dir``::
     SYNTH-01/gt/gt.txt         frame, id, x, y, w, h, 1, 1, visibility   (class 1: pedestrian)
     SYNTH-01/det/det.txt       frame, -1, x, y, w, h, conf, -1, -1, -1
     SYNTH-01/captions.json     {"<track id>": "caption", ...}
-    SYNTH-01/SYNTH-01.mp4      the frames as H.264 video (with ``video=True``)
+    SYNTH-01/SYNTH-01.mp4      the frames as H.264 video (with ``video=True``; yuv420p, or the
+                               RGB pixels exactly with ``lossless_video=True``: with PNG frames
+                               both sources then give the same pixels)
 
 Ground-truth boxes are the whole body, also where it runs out of the image; detections are
 clipped to it. Track ids count from 1 in order of first appearance. Every random choice comes
@@ -67,6 +69,7 @@ class SceneParams:
     seed: int = 0
     image_format: str = "jpg"
     video: bool = False
+    lossless_video: bool = False
 
     def check(self) -> None:
         """Raise ValueError naming the first bad parameter."""
@@ -86,6 +89,8 @@ class SceneParams:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed}")
         if self.image_format not in ("jpg", "png"):
             raise ValueError(f"image_format must be 'jpg' or 'png', got {self.image_format!r}")
+        if self.lossless_video and not self.video:
+            raise ValueError("lossless_video needs video=True")
 
 
 def sequence_name(index: int) -> str:
@@ -186,7 +191,7 @@ def write_sequence(
     if params.video:
         from irra.footage.video import write_video
 
-        write_video(folder / f"{name}.mp4", frames(), params.fps)
+        write_video(folder / f"{name}.mp4", frames(), params.fps, lossless=params.lossless_video)
     else:
         for _ in frames():
             pass
