@@ -11,7 +11,7 @@ the detector and tracker never stored counts as a miss.
 Also checks provenance: for every result of a test query, cutting ``box`` from frame ``frame``
 of ``source`` gives the stored crop, pixel for pixel.
 
-    irra synth scenes --out SCENES --video
+    irra synth scenes --out SCENES --video   (or --format png --lossless-video: equal pixels)
     python bench/bench_footage_search.py --model MODEL --scenes SCENES [--out DIR]
 """
 
