@@ -27,7 +27,7 @@ from irra.retrieval.footage import FootageSource, build_footage_index  # noqa: E
 from irra.service import create_app  # noqa: E402
 
 #: The 422 messages a schema-valid request may get: checks that need the bytes or several fields.
-BEYOND_THE_SCHEMA = ("cannot read image", "zero size", "is later than", "cancel")
+BEYOND_THE_SCHEMA = ("cannot read image", "zero size", "is later than", "cancel", "at most one per")
 
 
 @pytest.fixture(scope="module", params=["images", "footage"])

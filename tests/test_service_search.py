@@ -19,7 +19,7 @@ from retrieval_fixtures import write_gallery, write_model
 from test_data_hostile import IMAGES
 
 from irra.cli import main
-from irra.retrieval import Query, Retriever, SearchFilter, SimilarPart, TextPart
+from irra.retrieval import ImagePart, Query, Retriever, SearchFilter, SimilarPart, TextPart
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
@@ -162,6 +162,38 @@ def test_an_upload_equals_the_cli_image_query(client, built, tmp_path, capsys):
     assert {r["camera"] for r in results} <= {"gate", "hall"}
 
 
+def test_upload_weights_of_similar_and_not_equal_the_json_route(client, built, tmp_path):
+    index, images, paths = built
+    picture = Image.fromarray(np.random.default_rng(6).integers(0, 256, (90, 45, 3), np.uint8))
+    expected = client.post(
+        "/api/search/upload",
+        files={"image": ("q.png", _png(picture))},
+        data={"similar": ["3", "8"], "similar_weight": ["2.5"], "not": ["a hat", "a bag"],
+              "not_weight": ["1", "0.5"], "k": "8"},
+    )  # fmt: skip
+    assert expected.status_code == 200, expected.text
+    unweighted = client.post(
+        "/api/search/upload",
+        files={"image": ("q.png", _png(picture))},
+        data={"similar": ["3", "8"], "not": ["a hat", "a bag"], "k": "8"},
+    )
+    # the oracle: the Python API with the same weighted parts (tested against brute force)
+    with Retriever.open(index, device="cpu") as retriever:
+        hits = retriever.search(
+            Query(
+                None,
+                (ImagePart(_png(picture)),),
+                (SimilarPart(3, 2.5), SimilarPart(8, 1.0)),
+                (TextPart("a hat", 1.0), TextPart("a bag", 0.5)),
+            ),
+            k=8,
+        )
+    assert [r["id"] for r in expected.json()["results"]] == [h.id for h in hits]
+    got = [r["score"] for r in expected.json()["results"]]
+    assert got == pytest.approx([h.score for h in hits], abs=1e-6)
+    assert got != pytest.approx([r["score"] for r in unweighted.json()["results"]], abs=1e-6)
+
+
 def test_an_indexed_file_uploaded_finds_itself_first(client, built):
     index, images, paths = built
     data = (images / paths[9]).read_bytes()
@@ -252,6 +284,12 @@ def test_bad_upload_requests_get_a_4xx_with_a_message(client):
         (dict(files={"image": ("q.png", png)}, data={"similar": str(COUNT + 5)}), 404, "no image"),
         (dict(files={"image": ("q.png", png)}, data={"k": ["1", "2"]}), 422, "once"),
         (dict(files={"image": ("q.png", png)}, data={"image_weight": ["1", "2"]}), 422, "one per"),
+        (dict(files={"image": ("q.png", png)}, data={"not_weight": "2"}), 422, "0 negative text"),
+        (
+            dict(files={"image": ("q.png", png)}, data={"similar": "1", "similar_weight": "-1"}),
+            422,
+            "similar_weight",
+        ),
         (dict(files={"image": ("q.png", png), "query": ("t.txt", b"red")}), 422, "not a file"),
     ]
     for kwargs, status, words in cases:

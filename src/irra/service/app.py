@@ -209,10 +209,11 @@ def create_app(retriever: Retriever) -> FastAPI:
     async def search_upload(request: Request) -> SearchResponse:
         """Like ``/api/search``, with query pictures uploaded as the file field ``image``.
 
-        Multipart form fields: ``image`` (one or more files), ``image_weight`` (one per image),
-        ``query``, ``query_weight``, ``similar``, ``not``, ``camera``, ``identity`` (repeat a
-        field for several values), ``after``, ``before``, ``under``, ``min_score``, ``rerank``,
-        ``k``. The pictures are decoded in memory and never stored.
+        Multipart form fields: ``image`` (one or more files), ``query``, ``query_weight``,
+        ``similar``, ``not``, ``camera``, ``identity`` (repeat a field for several values),
+        ``image_weight``, ``similar_weight``, ``not_weight`` (one per value of that part, in
+        order), ``after``, ``before``, ``under``, ``min_score``, ``rerank``, ``k``. The pictures
+        are decoded in memory and never stored.
         """
         fields, images = await read_upload(request)
         try:

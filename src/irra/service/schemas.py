@@ -167,8 +167,9 @@ class SearchRequest(_Fields):
 class UploadFields(_Fields):
     """The form fields of an upload search (besides the ``image`` files).
 
-    Repeat a field to give several values (``camera``, ``identity``, ``similar``, ``not``,
-    ``image_weight``: one per image, in order).
+    Repeat a field to give several values (``camera``, ``identity``, ``similar``, ``not``). The
+    weights of the list parts are lists too, one per value in order (missing ones are 1):
+    ``image_weight`` for the images, ``similar_weight`` and ``not_weight``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -177,24 +178,41 @@ class UploadFields(_Fields):
     image_weight: list[Weight] = Field(
         [], max_length=MAX_PARTS, description="weight of each image, in order (default 1)"
     )
+    similar_weight: list[Weight] = Field(
+        [], max_length=MAX_PARTS, description="weight of each similar id, in order (default 1)"
+    )
+    not_weight: list[Weight] = Field(
+        [], max_length=MAX_PARTS, description="weight of each negative text, in order (default 1)"
+    )
 
     def to_query(self, images: list[tuple[bytes, str]]) -> Query:
         """The :class:`Query` of these fields and the uploaded ``(bytes, file name)`` images.
 
         Raises:
-            QueryError: more image weights than images.
+            QueryError: more weights of a part than values of it.
         """
-        if len(self.image_weight) > len(images):
-            raise QueryError(
-                f"{len(self.image_weight)} image_weight values for {len(images)} image(s); give "
-                "at most one per image, in the order of the images"
-            )
-        weights = self.image_weight + [1.0] * (len(images) - len(self.image_weight))
+        image_weights = _weights(self.image_weight, len(images), "image_weight", "image")
         parts = tuple(
             ImagePart(data, weight, name=f"upload {name[:100]!r}")
-            for (data, name), weight in zip(images, weights, strict=True)
+            for (data, name), weight in zip(images, image_weights, strict=True)
         )
-        return Query(self.text_part(), parts, tuple(self.similar), tuple(self.not_))
+        similar_weights = _weights(self.similar_weight, len(self.similar), "similar_weight", "id")
+        similar = tuple(
+            SimilarPart(i, w) for i, w in zip(self.similar, similar_weights, strict=True)
+        )
+        not_weights = _weights(self.not_weight, len(self.not_), "not_weight", "negative text")
+        negatives = tuple(TextPart(t, w) for t, w in zip(self.not_, not_weights, strict=True))
+        return Query(self.text_part(), parts, similar, negatives)
+
+
+def _weights(weights: list[float], count: int, field: str, what: str) -> list[float]:
+    """``weights`` padded with 1 to ``count`` values; more than ``count`` is a QueryError."""
+    if len(weights) > count:
+        raise QueryError(
+            f"{len(weights)} {field} values for {count} {what}(s); give at most one per {what}, "
+            "in the order of the values"
+        )
+    return weights + [1.0] * (count - len(weights))
 
 
 class SearchResult(BaseModel):

@@ -20,7 +20,15 @@ from irra.service.schemas import UploadFields, error_message
 
 #: Largest accepted upload request (the images and the fields together), in bytes.
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
-_LIST_FIELDS = ("camera", "identity", "similar", "not", "image_weight")
+_LIST_FIELDS = (
+    "camera",
+    "identity",
+    "similar",
+    "not",
+    "image_weight",
+    "similar_weight",
+    "not_weight",
+)
 
 
 class _InMemoryParser(MultiPartParser):
