@@ -91,6 +91,17 @@ def test_bad_requests_get_a_4xx_with_a_message(client):
     )
     assert huge.status_code == 413
 
+    def chunks():  # no Content-Length: the cap holds while the body streams in
+        yield b'{"query": "'
+        for _ in range(MAX_BODY_BYTES // 4096 + 2):
+            yield b"a" * 4096
+        yield b'"}'
+
+    streamed = client.post(
+        "/api/search", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413 and str(MAX_BODY_BYTES) in streamed.json()["detail"]
+
 
 def test_only_indexed_images_are_served(built, client):
     assert client.get("/api/images/25").status_code == 404

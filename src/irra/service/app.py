@@ -22,6 +22,7 @@ from irra.retrieval.capture import format_time
 from irra.retrieval.query import MAX_PARTS, Query, QueryError, check_query
 from irra.retrieval.retriever import Retriever
 from irra.service.frames import FrameUnavailable, frame_jpeg
+from irra.service.limits import BodyLimit
 from irra.service.schemas import (
     MAX_ID,
     Facets,
@@ -89,6 +90,12 @@ def _upload_body_schema() -> dict[str, Any]:
     }
 
 
+def _body_cap(path: str) -> tuple[int, str]:
+    if path == "/api/search/upload":
+        return MAX_UPLOAD_BYTES, UploadTooLarge().detail
+    return MAX_BODY_BYTES, f"request body larger than {MAX_BODY_BYTES} bytes"
+
+
 def create_app(retriever: Retriever) -> FastAPI:
     """The web application serving ``retriever``.
 
@@ -105,15 +112,7 @@ def create_app(retriever: Retriever) -> FastAPI:
     page = _page()
     root = retriever.images_root.resolve()
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        upload = request.url.path == "/api/search/upload"
-        cap = MAX_UPLOAD_BYTES if upload else MAX_BODY_BYTES
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > cap):
-            detail = UploadTooLarge().detail if upload else f"request body larger than {cap} bytes"
-            return JSONResponse({"detail": detail}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, caps=_body_cap)
 
     @app.exception_handler(RequestValidationError)
     async def readable_validation_error(

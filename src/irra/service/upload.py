@@ -1,9 +1,10 @@
 """Reading a multipart upload into memory, capped: no part of it is ever written to disk.
 
 Starlette spools an uploaded file to a temporary file on disk past 1 MiB; here the whole request
-body is read first (refused past the cap, whatever its ``Content-Length`` says) and parsed by a
-parser whose spool holds the whole cap in memory, so the pictures stay in memory until they are
-decoded by :func:`irra.imageio.load_image`.
+body is read first (the application's :class:`~irra.service.limits.BodyLimit` cuts it off past
+:data:`MAX_UPLOAD_BYTES`, whatever its ``Content-Length`` says) and parsed by a parser whose
+spool holds the whole cap in memory, so the pictures stay in memory until they are decoded by
+:func:`irra.imageio.load_image`.
 """
 
 from __future__ import annotations
@@ -52,13 +53,13 @@ async def read_upload(request: Request) -> tuple[UploadFields, list[tuple[bytes,
     """The fields and the ``(bytes, file name)`` of each ``image`` part of a multipart request.
 
     Raises:
-        HTTPException: 413 past :data:`MAX_UPLOAD_BYTES`; 415 not ``multipart/form-data``; 422
+        HTTPException: 415 not ``multipart/form-data``; 422
             a malformed body, no ``image`` part, a field that is not a file, too many parts, or a
             field out of range.
     """
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise HTTPException(415, "send multipart/form-data with the picture in the field 'image'")
-    body = await _capped_body(request)
+    body = await request.body()
     parser = _InMemoryParser(
         request.headers,
         _once(body),
@@ -74,15 +75,6 @@ async def read_upload(request: Request) -> tuple[UploadFields, list[tuple[bytes,
         return _fields(form), await _images(form)
     finally:
         await form.close()
-
-
-async def _capped_body(request: Request) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_UPLOAD_BYTES:
-            raise UploadTooLarge()
-    return bytes(body)
 
 
 async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
