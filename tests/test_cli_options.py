@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from retrieval_fixtures import brute_force_ranking, tiny_model, write_gallery, write_model
-from test_train_run import brute_force_metrics, synth_root  # noqa: F401
+from test_train_run import brute_force_metrics
 
 from irra.cli import main
 from irra.data import build_eval_loaders, build_eval_transform, read_dataset
@@ -18,7 +18,7 @@ from irra.model import CLIPConfig, TextConfig, VisionConfig, build_model, save_m
 QUERY = "a woman in a red dress"
 
 
-def test_evaluate_options_reach_the_evaluation(synth_root, tmp_path):  # noqa: F811
+def test_evaluate_options_reach_the_evaluation(synth_root, tmp_path):
     """The val split, 20-token captions, 3 items per batch, fp32 on the CPU, no image check."""
     data = read_dataset("CUHK-PEDES", synth_root)
     clip = CLIPConfig(
@@ -51,7 +51,7 @@ def test_evaluate_options_reach_the_evaluation(synth_root, tmp_path):  # noqa: F
         assert got[key] == pytest.approx(value, abs=1e-3), key
 
 
-def test_evaluate_refuses_an_unknown_precision(synth_root, tmp_path, caplog):  # noqa: F811
+def test_evaluate_refuses_an_unknown_precision(synth_root, tmp_path, caplog):
     folder = write_model(tmp_path / "model")
     argv = ["evaluate", "--checkpoint", str(folder), "--dataset", "CUHK-PEDES"]
     argv += ["--root", str(synth_root), "--precision", "fp8", "--device", "cpu"]
@@ -84,7 +84,7 @@ def test_ivf_index_cli_options_and_search_nprobe(tmp_path, capsys):
     assert one_cell == [p for p in exact if p in set(one_cell)]
 
 
-def test_labels_and_a_torchscript_export_through_the_cli(tmp_path, capsys):
+def test_labels_and_a_torchscript_export_through_the_cli(tmp_path, capsys, caplog):
     """``index --labels`` (identity and camera reach the results), ``export --format
     torchscript`` and ``search --engine torchscript --threads 1`` (the torch ranking)."""
     model = write_model(tmp_path / "model")
@@ -103,6 +103,9 @@ def test_labels_and_a_torchscript_export_through_the_cli(tmp_path, capsys):
     assert [p.suffix for p in sorted(export.iterdir()) if p.suffix in (".pt", ".onnx")] == [
         ".pt"
     ] * 2
+    assert main(argv) == 2  # an earlier export is kept unless --overwrite
+    assert "--overwrite" in caplog.text
+    assert main([*argv, "--overwrite"]) == 0
 
     capsys.readouterr()
     search = ["search", "--index", str(index), QUERY, "-k", "6", "--json"]
@@ -113,5 +116,16 @@ def test_labels_and_a_torchscript_export_through_the_cli(tmp_path, capsys):
     assert main([*search, *engine]) == 0
     script_rows = json.loads(capsys.readouterr().out)
     assert [r["path"] for r in script_rows] == [r["path"] for r in torch_rows]
+    threads = torch.get_num_threads()
+    try:  # the torch engine takes --threads too
+        torch.set_num_threads(2)
+        assert main([*search, "--device", "cpu", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads(capsys.readouterr().out) == torch_rows
+    with pytest.raises(SystemExit):
+        main([*search, "--threads", "0"])
+    assert "not a whole number of threads" in capsys.readouterr().err
     expected = {p: (f"id{i}", f"c{i}") for i, p in enumerate(paths)}
     assert {r["path"]: (r["identity"], r["camera"]) for r in script_rows} == expected

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_distributed import torchrun
-from test_train_run import overrides, synth_root  # noqa: F401  (the SynthPedes fixture)
+from test_train_run import overrides
 
 from irra.cli import main
 from irra.cli.train import launch_command
@@ -33,7 +33,7 @@ def epochs_of(run: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def two_process_run(synth_root, tmp_path_factory) -> Path:  # noqa: F811
+def two_process_run(synth_root, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("dist") / "run"
     result = torchrun(
         2,
@@ -55,7 +55,7 @@ def two_process_run(synth_root, tmp_path_factory) -> Path:  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def one_process_run(synth_root, tmp_path_factory) -> Path:  # noqa: F811
+def one_process_run(synth_root, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("single") / "run"
     argv = ["train", "--config", "synth", "--out", str(run), *overrides(synth_root, 1), *ARGS]
     assert main(argv) == 0
@@ -128,7 +128,7 @@ def test_nproc_launches_torchrun_with_the_same_arguments(tmp_path):
 
 
 def test_a_global_batch_that_does_not_split_over_the_processes_is_refused(
-    synth_root,  # noqa: F811
+    synth_root,
     tmp_path,
 ):
     run = tmp_path / "run"
@@ -182,7 +182,7 @@ def test_oversubscribed_threads_are_warned_about(monkeypatch, caplog):
         torch.set_num_threads(before)
 
 
-def test_torchrun_processes_take_their_share_of_the_cores(synth_root, tmp_path):  # noqa: F811
+def test_torchrun_processes_take_their_share_of_the_cores(synth_root, tmp_path):
     """OMP_NUM_THREADS=<all cores> exported, 2 processes: each trains with cores / 2 threads."""
     run = tmp_path / "run"
     argv = ["-m", "irra", "train", "--config", "synth", "--out", str(run)]

@@ -108,6 +108,29 @@ def test_serve_answers_searches_like_the_python_api(index):
     assert "anyone who can reach" not in err  # loopback: no warning
 
 
+def test_serve_takes_an_exported_model_its_engine_and_threads(index, tmp_path):
+    """``--checkpoint EXPORT --engine torchscript --threads 1``: the export answers, with the
+    torch model's ranking."""
+    folder, images, paths = index
+    export = tmp_path / "ts"
+    model = folder.parent / "model"
+    argv = ["export", "--checkpoint", str(model), "--out", str(export), "--format", "torchscript"]
+    assert main(argv) == 0
+    port = free_port()
+    process = start_serve(
+        "--index", str(folder), "--port", str(port), "--device", "cpu", "--nprobe", "2",
+        "--checkpoint", str(export), "--engine", "torchscript", "--threads", "1",
+    )  # fmt: skip
+    try:
+        wait_for_line(process, "serving")
+        found = get_json(f"http://127.0.0.1:{port}/api/search", {"query": QUERY, "k": 12})
+    finally:
+        err = stop(process)
+    assert "torchscript" in err and str(export) in err  # the log says which model answers
+    expected = brute_force_ranking(tiny_model(), images, paths, QUERY)
+    assert [r["path"] for r in found["results"]] == [p for p, _ in expected]
+
+
 def test_serve_refuses_a_folder_that_is_not_an_index(tmp_path):
     (tmp_path / "empty").mkdir()
     process = start_serve("--index", str(tmp_path / "empty"), "--device", "cpu")

@@ -15,7 +15,7 @@ import pytest
 import safetensors.torch
 import torch
 from test_pretrained import openai_archive, random_clip_state
-from test_train_run import brute_force_metrics, overrides, synth_root  # noqa: F401
+from test_train_run import brute_force_metrics, overrides
 
 import irra.engine.run as run_module
 from irra.cli import main
@@ -100,7 +100,7 @@ def epoch_log(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
 
 
-def test_the_best_val_epoch_gives_model_and_metrics(synth_root, tmp_path, monkeypatch):  # noqa: F811
+def test_the_best_val_epoch_gives_model_and_metrics(synth_root, tmp_path, monkeypatch):
     curve = [20.0, 60.0, 40.0]  # val R1: the best epoch is 2, not the last
     handed = plant(monkeypatch, curve)
     states = RecordStates()
@@ -121,7 +121,7 @@ def test_the_best_val_epoch_gives_model_and_metrics(synth_root, tmp_path, monkey
         assert metrics[key] == pytest.approx(value, abs=1e-3), key
 
 
-def test_eval_every_evaluates_every_nth_and_the_last_epoch(synth_root, tmp_path, monkeypatch):  # noqa: F811
+def test_eval_every_evaluates_every_nth_and_the_last_epoch(synth_root, tmp_path, monkeypatch):
     curve = [30.0, 10.0, 20.0]  # evaluations after epochs 2, 4 and 5 (the last)
     plant(monkeypatch, curve)
     states = RecordStates()
@@ -134,7 +134,7 @@ def test_eval_every_evaluates_every_nth_and_the_last_epoch(synth_root, tmp_path,
     assert_model_is(tmp_path / "run" / "model", states.epochs[1])
 
 
-def test_select_on_test_selects_by_the_test_split(synth_root, tmp_path, monkeypatch):  # noqa: F811
+def test_select_on_test_selects_by_the_test_split(synth_root, tmp_path, monkeypatch):
     """... and by another metric: train.select_metric=mAP (R1 stays as computed)."""
     curve = [50.0, 20.0, 40.0]  # test mAP during training: the best epoch is 1
     handed = plant(monkeypatch, curve, key="mAP")
@@ -158,7 +158,7 @@ def linear_factor(epoch: int, epochs: int, warmup: int, warmup_factor: float) ->
     return 1 - (epoch - warmup) / (epochs - warmup)
 
 
-def test_sgd_with_the_linear_schedule_through_the_config(synth_root, tmp_path):  # noqa: F811
+def test_sgd_with_the_linear_schedule_through_the_config(synth_root, tmp_path):
     settings = [
         "optim.optimizer=sgd",
         "optim.schedule=linear",
@@ -176,7 +176,7 @@ def test_sgd_with_the_linear_schedule_through_the_config(synth_root, tmp_path): 
     assert all(set(s) == {"momentum_buffer"} for s in state.values())  # SGD's state, not Adam's
 
 
-def test_grad_clip_bounds_every_step_through_the_config(synth_root, tmp_path):  # noqa: F811
+def test_grad_clip_bounds_every_step_through_the_config(synth_root, tmp_path):
     """Plain SGD at one learning rate for every parameter: each step moves the parameters by
     exactly lr x min(|g|, clip); with a clip far below the gradient norm, lr x clip."""
     lr, clip = 0.1, 1e-3
@@ -202,7 +202,7 @@ def test_grad_clip_bounds_every_step_through_the_config(synth_root, tmp_path):  
         assert moved == pytest.approx(lr * clip, rel=1e-3)
 
 
-def test_model_pretrained_in_a_config_initialises_the_run(synth_root, tmp_path, monkeypatch):  # noqa: F811
+def test_model_pretrained_in_a_config_initialises_the_run(synth_root, tmp_path, monkeypatch):
     """OpenAI-format weights (a TorchScript archive) named with ~ in the config are the weights
     the run starts from; the rest of the model (heads) is new."""
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -228,7 +228,7 @@ def test_model_pretrained_in_a_config_initialises_the_run(synth_root, tmp_path, 
     assert states.start.keys() - {f"base_model.{k}" for k in weights}  # the heads are new
 
 
-def test_train_compile_gives_the_losses_of_the_eager_run(synth_root, tmp_path):  # noqa: F811
+def test_train_compile_gives_the_losses_of_the_eager_run(synth_root, tmp_path):
     """Same losses, epoch by epoch (the weights themselves drift apart within Adam's step size:
     its first steps are about +-lr wherever a gradient is nearly zero)."""
     base = [*overrides(synth_root, 2), *QUIET]
@@ -244,7 +244,7 @@ def test_train_compile_gives_the_losses_of_the_eager_run(synth_root, tmp_path): 
     assert "torch.compile" not in (tmp_path / "eager" / "train.log").read_text()
 
 
-def test_log_every_writes_step_scalars_every_nth_step(synth_root, tmp_path):  # noqa: F811
+def test_log_every_writes_step_scalars_every_nth_step(synth_root, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -260,7 +260,7 @@ def test_log_every_writes_step_scalars_every_nth_step(synth_root, tmp_path):  # 
     assert [e.step for e in events.Scalars("val/R1")] == [1]
 
 
-def test_on_bad_entry_skip_trains_without_the_bad_image(synth_root, tmp_path):  # noqa: F811
+def test_on_bad_entry_skip_trains_without_the_bad_image(synth_root, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(synth_root, root)
     entries = json.loads((root / "CUHK-PEDES" / "reid_raw.json").read_text())
@@ -275,7 +275,7 @@ def test_on_bad_entry_skip_trains_without_the_bad_image(synth_root, tmp_path):  
     assert (tmp_path / "run" / "metrics.json").is_file()
 
 
-def test_train_precision_bf16_through_the_config(synth_root, tmp_path):  # noqa: F811
+def test_train_precision_bf16_through_the_config(synth_root, tmp_path):
     """bf16 autocast (fp32 weights): the epoch's losses within 2% of the fp32 run's."""
     base = [*overrides(synth_root, 1), *QUIET]
     train(load_config("synth", base), tmp_path / "fp32")
@@ -295,7 +295,7 @@ def test_train_precision_bf16_through_the_config(synth_root, tmp_path):  # noqa:
     ],
 )
 def test_a_bad_device_or_precision_is_an_error_naming_the_setting(
-    synth_root,  # noqa: F811
+    synth_root,
     tmp_path,
     caplog,
     setting,

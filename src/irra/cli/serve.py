@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     except (IndexStoreError, ValueError, RuntimeError) as err:
         logger.error("%s", err)
         return 2
+    encoder = retriever.encoder
+    logger.info("queries encoded by %s (%s engine)", encoder.source, encoder.engine)
     if not _is_loopback(args.host):
         logger.warning(
             "listening on %s: anyone who can reach this address can search the index and see "

@@ -49,7 +49,8 @@ def open_encoder(
             ``torchscript``).
         engine: one of :data:`ENGINES`, or None to detect it.
         device, precision: for the ``torch`` engine (see :mod:`irra.runtime`).
-        threads: CPU threads of an exported engine's runtime.
+        threads: CPU threads of the runtime: ONNX Runtime's intra-op threads; for ``torch`` and
+            ``torchscript``, ``torch.set_num_threads`` (process-wide). None: leave as is.
 
     Raises:
         ValueError: unknown engine, or an export directory given to the ``torch`` engine.
@@ -62,8 +63,12 @@ def open_encoder(
                 f"{checkpoint}: is an export directory, which the torch engine cannot read; "
                 "pass --engine onnx (or torchscript), or the checkpoint it was exported from"
             )
+        import torch
+
         from irra.inference.torch_encoder import TorchEncoder
 
+        if threads:
+            torch.set_num_threads(threads)
         return TorchEncoder.from_checkpoint(checkpoint, device=device, precision=precision)
     if not Path(checkpoint).is_dir():
         raise ExportError(

@@ -193,7 +193,7 @@ class Retriever:
                 index when ``checkpoint`` is None, else detected from ``checkpoint``.
             device, precision: where and how queries are encoded (``torch`` engine).
             nprobe: cells scanned per query of an ``ivf`` index (more = slower, more exact).
-            threads: CPU threads of an exported engine's runtime.
+            threads: CPU threads of the encoder (see :func:`irra.inference.open_encoder`).
 
         Raises:
             IndexStoreError: not an index, or a model other than the one that built it.
