@@ -67,6 +67,17 @@ def test_rde_trains_on_noisy_pairs_and_logs_the_division(synth_root: Path, tmp_p
     assert saved["metadata"]["method"] == "rde"
 
 
+def test_the_division_starts_at_the_epoch_asked_for(synth_root: Path, tmp_path: Path) -> None:
+    """``rde.division_start_epoch=2``: epoch 1 weighs every pair 1 (no division, no clean share
+    below 1), epoch 2 divides."""
+    overrides = [*TINY, f"data.root={synth_root}", "train.epochs=2", "data.noise_rate=0.5"]
+    train(load_config("synth", [*overrides, "rde.division_start_epoch=2"]), tmp_path / "run")
+    log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    first, second = (json.loads(line) for line in log)
+    assert not any(k.startswith("division/") or k == "clean_share" for k in first)
+    assert 0 <= second["division/clean_precision"] <= 100 and 0 <= second["clean_share"] <= 1
+
+
 def test_rde_scores_are_the_mean_of_the_two_cosines(synth_root: Path) -> None:
     from irra.engine.run import build_model_from_config
 
@@ -94,6 +105,7 @@ def test_rde_scores_are_the_mean_of_the_two_cosines(synth_root: Path) -> None:
         ("loss.names=[sdm,tse]", MethodError, r"\['sdm'\] not losses of method 'rde'"),
         ("data.noise_rate=1.0", RunError, r"in \[0, 1\)"),
         ("data.noise_rate=-0.1", RunError, r"in \[0, 1\)"),
+        ("rde.division_start_epoch=0", MethodError, "division_start_epoch must be 1 or more"),
     ],
 )
 def test_bad_method_settings_fail_early(synth_root, tmp_path, setting, error, match) -> None:

@@ -115,6 +115,10 @@ class RDEConfig:
     # eval mode and (in the code of the paper) never back. True reproduces that (batch norm of
     # the TSE heads then uses its initial statistics); False restores train mode after it.
     eval_mode_training: bool = True
+    # The first epoch (from 1) trained with the division; the epochs before it weigh every pair
+    # 1. The authors divide from the first epoch, when pretrained CLIP already ranks matching
+    # pairs above shuffled ones; a model from random weights has no such signal yet.
+    division_start_epoch: int = 1
     # EM of the two-component Gaussian mixtures (the authors use 100, 1e-4, 1e-6 above 40%
     # noise and on RSTPReid).
     gmm_max_iter: int = 10

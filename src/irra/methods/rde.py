@@ -29,7 +29,7 @@ from irra.data.loaders import collate_batch
 from irra.data.rng import derive_seed
 from irra.engine.distributed import DistContext, all_gather_rows, gather_with_grad
 from irra.engine.trainer import Hook, Trainer
-from irra.methods.base import MethodSetup
+from irra.methods.base import MethodError, MethodSetup
 from irra.methods.division import MixtureSettings, consensus_division, division_scores
 from irra.methods.irra import unwrap
 from irra.runtime import autocast
@@ -114,14 +114,25 @@ class DivisionHook(Hook):
         objective: RDEObjective,
         setup: MethodSetup,
         settings: MixtureSettings,
+        start_epoch: int = 1,
     ) -> None:
         self.objective = objective
         self.setup = setup
         self.settings = settings
+        self.start_epoch = start_epoch
         self.scores: dict[str, float] = {}
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         setup = self.setup
+        if epoch + 1 < self.start_epoch:
+            self.objective.weights = None
+            self.scores = {}
+            logger.info(
+                "epoch %d: every pair weighs 1 (the division starts at epoch %d)",
+                epoch + 1,
+                self.start_epoch,
+            )
+            return
         seed = setup.config.train.seed
         loss_a, loss_b = self.sample_losses(trainer.model, epoch)
         weights = consensus_division(
@@ -197,7 +208,16 @@ def build_objective(setup: MethodSetup) -> RDEObjective:
 
 
 def build_hooks(setup: MethodSetup, objective: Any) -> list[Hook]:
-    """RDE's per-epoch consensus division."""
+    """RDE's per-epoch consensus division.
+
+    Raises:
+        MethodError: ``rde.division_start_epoch`` below 1.
+    """
     rde = setup.config.rde
+    if rde.division_start_epoch < 1:
+        raise MethodError(
+            f"rde.division_start_epoch must be 1 or more (the first epoch with the division), "
+            f"got {rde.division_start_epoch}"
+        )
     settings = MixtureSettings(rde.gmm_max_iter, rde.gmm_tol, rde.gmm_reg_covar)
-    return [DivisionHook(objective, setup, settings)]
+    return [DivisionHook(objective, setup, settings, rde.division_start_epoch)]
