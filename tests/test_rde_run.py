@@ -150,6 +150,21 @@ def test_ablate_crosses_methods_and_noise_rates(synth_root: Path, tmp_path: Path
     assert table[5].endswith(f"| {d['precision']:.1f} / {d['recall']:.1f} |")
 
 
+def test_the_table_says_from_which_epoch_the_division_ran() -> None:
+    from irra.cli.ablate import ablation_table
+
+    metrics = {"R1": 1.0, "R5": 2.0, "R10": 3.0, "mAP": 4.0, "mINP": 5.0}
+    late = [{"epoch": 3, "precision": 70.14, "recall": 93.5}, {"epoch": 4, "precision": 71.0,
+             "recall": 97.26}]  # fmt: skip
+    rows = [
+        {"method": "rde", "losses": "bge+tse", **metrics, "division": late},
+        {"method": "irra", "losses": "sdm", **metrics},
+    ]
+    table = ablation_table(rows, method=True).splitlines()
+    assert table[2].endswith("| from epoch 3: 70.1 / 93.5, 71.0 / 97.3 |")
+    assert table[3].endswith("| 5.00 |  |")
+
+
 def write_rde_checkpoint(model, folder: Path, image_size) -> Path:
     """Save like the RDE authors' code: {'model': state_dict} in fp16 with their unused layers
     (the image head's ``linear``, the MLPs' second batch norm) + configs.yaml of the args."""

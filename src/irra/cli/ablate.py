@@ -170,6 +170,13 @@ def division_history(log: Path) -> list[dict[str, float]]:
     return history
 
 
+def _division_cell(history: list[dict[str, float]]) -> str:
+    """``P / R, P / R, ...`` per divided epoch, led by ``from epoch N:`` when N is not 1."""
+    text = ", ".join(f"{d['precision']:.1f} / {d['recall']:.1f}" for d in history)
+    first = int(history[0]["epoch"])
+    return text if first == 1 else f"from epoch {first}: {text}"
+
+
 def ablation_table(rows: list[dict], *, method: bool = False, noise: bool = False) -> str:
     """A Markdown table: one row per run, test metrics in percent.
 
@@ -192,10 +199,6 @@ def ablation_table(rows: list[dict], *, method: bool = False, noise: bool = Fals
             cells.append(f"{100 * row['noise']:g}%")
         cells += [f"{row[k]:.2f}" for k in METRIC_KEYS]
         if division:
-            cells.append(
-                ", ".join(f"{d['precision']:.1f} / {d['recall']:.1f}" for d in row["division"])
-                if "division" in row
-                else ""
-            )
+            cells.append(_division_cell(row["division"]) if "division" in row else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
