@@ -195,8 +195,8 @@ def write_video(
 
     By default the video is yuv420p, as cameras and players have it: decoding gives pixels
     close to, not equal to, the input. ``lossless`` stores RGB itself (x264's RGB encoder at
-    quantiser 0): decoding gives the input back bit for bit, in a file a few times larger that
-    common players do not show.
+    quantiser 0): decoding gives the input back bit for bit, in a file about ten times larger
+    (synthetic scenes) that common players do not show.
 
     Args:
         path: the ``.mp4`` to write (written under a temporary name, then renamed).
