@@ -194,7 +194,8 @@ def test_a_footage_hit_opens_its_frame_with_the_box(tmp_path, chromium):
         page.screenshot(path=str(tmp_path / "frame.png"))
         page.keyboard.press("Escape")
         page.wait_for_function("() => !document.querySelector('#frame-dialog').open")
-        assert page.evaluate("document.activeElement.closest('li')?.dataset.id") == str(first["id"])
+        focus_back_on = "id => document.activeElement.closest('li')?.dataset.id === id"
+        page.wait_for_function(focus_back_on, arg=str(first["id"]))  # the hit has focus again
 
         # The keyboard way: Enter on the second hit, closed with the close button.
         second = hits[items.nth(1).get_attribute("data-id")]
@@ -203,6 +204,7 @@ def test_a_footage_hit_opens_its_frame_with_the_box(tmp_path, chromium):
         frame_shown(second)
         page.click("#frame-close")
         page.wait_for_function("() => !document.querySelector('#frame-dialog').open")
+        page.wait_for_function(focus_back_on, arg=str(second["id"]))
 
         # A time filter on footage: only crops seen at or after that second.
         middle = "2024-05-01T14:00:01"  # the 40 frames span 14:00:00.000-14:00:01.560
