@@ -35,7 +35,7 @@ from irra.service.schemas import (
     error_message,
     integral_float_to_int,
 )
-from irra.service.upload import MAX_UPLOAD_BYTES, UploadTooLarge, read_upload
+from irra.service.upload import MAX_UPLOAD_BYTES, UPLOAD_TOO_LARGE, read_upload
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _upload_body_schema() -> dict[str, Any]:
 
 def _body_cap(path: str) -> tuple[int, str]:
     if path == "/api/search/upload":
-        return MAX_UPLOAD_BYTES, UploadTooLarge().detail
+        return MAX_UPLOAD_BYTES, UPLOAD_TOO_LARGE
     return MAX_BODY_BYTES, f"request body larger than {MAX_BODY_BYTES} bytes"
 
 

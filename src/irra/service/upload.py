@@ -10,6 +10,7 @@ spool holds the whole cap in memory, so the pictures stay in memory until they a
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import get_origin
 
 from fastapi import HTTPException, Request
 from pydantic import ValidationError
@@ -21,14 +22,16 @@ from irra.service.schemas import UploadFields, error_message
 
 #: Largest accepted upload request (the images and the fields together), in bytes.
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
-_LIST_FIELDS = (
-    "camera",
-    "identity",
-    "similar",
-    "not",
-    "image_weight",
-    "similar_weight",
-    "not_weight",
+#: The 413 message of an upload over the cap.
+UPLOAD_TOO_LARGE = (
+    f"upload larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB; send a smaller image "
+    "(a person crop is usually well under 1 MiB)"
+)
+#: Form fields that take repeated values: the list fields of :class:`UploadFields`.
+_LIST_FIELDS = frozenset(
+    field.alias or name
+    for name, field in UploadFields.model_fields.items()
+    if get_origin(field.annotation) is list
 )
 
 
@@ -36,17 +39,6 @@ class _InMemoryParser(MultiPartParser):
     """Starlette's multipart parser with a spool larger than any accepted body: never on disk."""
 
     spool_max_size = MAX_UPLOAD_BYTES + 1
-
-
-class UploadTooLarge(HTTPException):
-    """413: the request body is over :data:`MAX_UPLOAD_BYTES`."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            413,
-            f"upload larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB; send a smaller image "
-            "(a person crop is usually well under 1 MiB)",
-        )
 
 
 async def read_upload(request: Request) -> tuple[UploadFields, list[tuple[bytes, str]]]:
