@@ -64,3 +64,26 @@ def brute_force_ranking(model: IRRA, root: Path, paths: list[str], text: str) ->
             feat = torch.nn.functional.normalize(model.encode_image(pixels), dim=-1)[0]
             scores.append((rel, float(feat @ query)))
     return sorted(scores, key=lambda item: -item[1])
+
+
+def stored_rows(index: Path | str) -> list[tuple[int, object]]:
+    """Every (id, record) of the index at ``index``, in id order."""
+    from irra.retrieval.store import open_store
+
+    store = open_store(index)
+    try:
+        return list(store.rows())
+    finally:
+        store.close()
+
+
+def rows_by_path(index: Path | str) -> tuple[list[str], np.ndarray]:
+    """The paths of the index, sorted, and their stored vectors (N, D) in that order."""
+    from irra.retrieval.store import open_store
+
+    store = open_store(index)
+    try:
+        rows = sorted(store.rows(), key=lambda row: row[1].path)
+        return [r.path for _, r in rows], store.vectors([i for i, _ in rows])
+    finally:
+        store.close()

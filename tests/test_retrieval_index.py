@@ -11,6 +11,7 @@ import pytest
 from retrieval_fixtures import (
     brute_force_ranking,
     draw_image,
+    rows_by_path,
     tiny_model,
     write_gallery,
     write_model,
@@ -28,8 +29,7 @@ from irra.retrieval import (
     read_labels,
     scan_images,
 )
-from irra.retrieval import store as store_module
-from irra.retrieval.store import Snapshot
+from irra.retrieval.embedded import EmbeddedStore
 
 QUERY = "a man in a black jacket with a red backpack"
 
@@ -42,14 +42,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def encoder(model_dir: Path) -> TorchEncoder:
     return TorchEncoder.from_checkpoint(model_dir, device="cpu")
-
-
-def snapshot_rows(index: Path) -> tuple[list[str], np.ndarray]:
-    snap = Snapshot.open(index)
-    try:
-        return [r.path for r in snap.metadata.all()], snap.embeddings()
-    finally:
-        snap.metadata.close()
 
 
 def test_scan_finds_every_image_format_recursively_and_skips_links(tmp_path):
@@ -105,8 +97,8 @@ def test_incremental_update_equals_a_full_rebuild(tmp_path, encoder, monkeypatch
     assert encoded == [6]
     build_index(encoder, gallery, tmp_path / "fresh")
 
-    inc_paths, inc_vectors = snapshot_rows(tmp_path / "index")
-    full_paths, full_vectors = snapshot_rows(tmp_path / "fresh")
+    inc_paths, inc_vectors = rows_by_path(tmp_path / "index")
+    full_paths, full_vectors = rows_by_path(tmp_path / "fresh")
     assert inc_paths == full_paths == sorted(p.path for p in scan_images(gallery))
     np.testing.assert_allclose(inc_vectors, full_vectors, atol=1e-5)
     a = Retriever.open(tmp_path / "index", device="cpu").search(QUERY, 31)
@@ -122,7 +114,7 @@ def test_retriever_add_equals_indexing_the_folder_again(tmp_path, encoder):
     retriever = Retriever.open(tmp_path / "index", device="cpu")
     assert retriever.add([gallery / added[0], added[1], Path(added[2])]) == 15
     build_index(encoder, gallery, tmp_path / "fresh")
-    assert snapshot_rows(tmp_path / "index")[0] == snapshot_rows(tmp_path / "fresh")[0]
+    assert rows_by_path(tmp_path / "index")[0] == rows_by_path(tmp_path / "fresh")[0]
     assert [h.path for h in retriever.search(QUERY, 15)] == [
         h.path for h in Retriever.open(tmp_path / "fresh", device="cpu").search(QUERY, 15)
     ]
@@ -143,9 +135,9 @@ def test_an_interrupted_build_leaves_the_previous_index_usable(tmp_path, encoder
     write_gallery(gallery, 5, start=200)
 
     def crash(*args, **kwargs):
-        raise KeyboardInterrupt  # the user pressed Ctrl-C while the new version was written
+        raise KeyboardInterrupt  # the user pressed Ctrl-C while the new rows were written
 
-    monkeypatch.setattr(store_module, "write_metadata", crash)
+    monkeypatch.setattr(EmbeddedStore, "append", crash)
     with pytest.raises(KeyboardInterrupt):
         build_index(encoder, gallery, tmp_path / "index")
     monkeypatch.undo()
@@ -154,7 +146,7 @@ def test_an_interrupted_build_leaves_the_previous_index_usable(tmp_path, encoder
         for h in Retriever.open(tmp_path / "index", device="cpu").search(QUERY, 25)
     ]
     assert after == before
-    assert not [p for p in (tmp_path / "index").iterdir() if p.name.startswith(".tmp-")]
+    assert not [p for p in (tmp_path / "index").iterdir() if p.name.endswith(".tmp")]
 
     (gallery / "cam0" / "broken.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(GalleryError, match="broken.png"):

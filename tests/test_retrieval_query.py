@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from legacy_index import to_legacy
 from PIL import Image
 from retrieval_fixtures import tiny_model, write_gallery, write_model
 
@@ -30,8 +31,9 @@ from irra.retrieval import (
     build_index,
     read_labels,
 )
-from irra.retrieval.build import write_index
-from irra.retrieval.store import METADATA, ImageRecord, Snapshot, current_version
+from irra.retrieval.build import store_settings
+from irra.retrieval.legacy import METADATA
+from irra.retrieval.store import ImageRecord, open_store
 from irra.tokenizer import tokenize
 
 TEXT = "a woman in a red coat"
@@ -275,7 +277,9 @@ def random_index(request, tmp_path_factory, model_dir) -> dict:
     ]
     order = sorted(range(count), key=lambda i: records[i].path)  # ids follow the path order
     records, vectors = [records[i] for i in order], vectors[order]
-    write_index(root / "index", encoder, root, records, vectors, kind, nlist=64, nprobe=2)
+    settings = store_settings(encoder, root, kind, nlist=64, nprobe=2)
+    with open_store(root / "index", create=settings, writer=True) as store:
+        store.append(records, vectors)  # ids 0..N-1 in path order
     return {"index": root / "index", "records": records, "vectors": vectors, "kind": kind}
 
 
@@ -327,12 +331,14 @@ def test_a_filter_equals_brute_force_over_the_passing_images(random_index, case)
 
 
 def test_the_ivf_test_index_has_many_cells(random_index):
-    snapshot = Snapshot.open(random_index["index"])
+    retriever = Retriever.open(random_index["index"], device="cpu")
     try:
+        retriever.search("a person", k=1)  # loads the ANN index
+        ann = retriever.store._memory.ann
         if random_index["kind"] == "ivf":
-            assert snapshot.vectors.nlist == 64 and snapshot.vectors.nprobe == 2
+            assert ann.nlist == 64 and ann.nprobe == 2
     finally:
-        snapshot.metadata.close()
+        retriever.close()
 
 
 # -- capture times ------------------------------------------------------------------------------
@@ -383,7 +389,7 @@ def test_a_format_1_index_is_refused_then_upgraded_without_encoding(
     paths = write_gallery(tmp_path / "imgs", 6)
     encoder = TorchEncoder.from_checkpoint(model_dir, device="cpu")
     build_index(encoder, tmp_path / "imgs", tmp_path / "index")
-    version = current_version(tmp_path / "index")
+    version = to_legacy(tmp_path / "index")
     # Turn it into a format-1 index: no time column, format_version 1.
     conn = sqlite3.connect(version / METADATA)
     conn.execute("ALTER TABLE images DROP COLUMN time")

@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "evaluate",
     "index",
+    "delete",
     "search",
     "serve",
     "export",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from irra.cli.engine_args import add_engine_args
 from irra.cli.index_footage import add_footage_args
+from irra.retrieval.vectors import INDEX_TYPES
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +27,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "was seen; a later run adds only new footage."
         ),
     )
-    p.add_argument("--out", required=True, help="index directory (created or updated)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="index folder (created or updated), or milvus://HOST:PORT/COLLECTION",
+    )
     p.add_argument("--images", help="folder of images (default when updating: the indexed one)")
     p.add_argument(
         "--index-type",
-        choices=("flat", "ivf"),
-        help="flat: exact search (default); ivf: approximate, for millions of images",
+        choices=INDEX_TYPES,
+        help="flat: exact search (default); ivf, ivf-sq8, ivf-pq: approximate, for millions of "
+        "images (docs/index-store.md); kept by later updates",
     )
     p.add_argument("--nlist", type=int, help="ivf: number of cells (default about sqrt(N))")
     p.add_argument(
@@ -44,6 +49,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     add_footage_args(p)
     p.add_argument("--rebuild", action="store_true", help="re-encode everything (another model)")
+    p.add_argument(
+        "--compact",
+        action="store_true",
+        help="only compact the index: reclaim the space of deleted rows, rewrite the ANN index",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="image-decoding processes")
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16, fp16")
@@ -69,19 +79,20 @@ def run(args: argparse.Namespace) -> int:
     from irra.inference import open_encoder
     from irra.retrieval import GalleryError, IndexStoreError, build_index, read_labels
     from irra.retrieval.build import refuse_footage
-    from irra.retrieval.store import Snapshot, is_index
 
-    out = Path(args.out)
+    out = args.out
     try:
+        if args.compact:
+            return compact(out)
         checkpoint, images, engine = args.checkpoint, args.images, args.engine
-        if (checkpoint is None or images is None) and is_index(out) and not args.rebuild:
-            snapshot = Snapshot.open(out, upgrade=True)
-            snapshot.metadata.close()
-            refuse_footage(snapshot.manifest, out)
-            if checkpoint is None:
-                checkpoint = snapshot.manifest["model"]["source"]
-                engine = engine or snapshot.manifest["model"].get("engine")
-            images = images or snapshot.manifest["images_root"]
+        if checkpoint is None or images is None:
+            settings = stored_settings(out)
+            if settings is not None and not args.rebuild:
+                refuse_footage(settings, out)
+                if checkpoint is None:
+                    checkpoint = settings["model"]["source"]
+                    engine = engine or settings["model"].get("engine")
+                images = images or settings["images_root"]
         if checkpoint is None or images is None:
             raise IndexStoreError(
                 f"{out}: no index yet; pass --checkpoint CKPT and --images DIR to build one"
@@ -114,4 +125,37 @@ def run(args: argparse.Namespace) -> int:
         f"{out}: {report.total} images ({report.encoded} encoded, {report.kept} unchanged, "
         f"{report.removed} removed)"
     )
+    return 0
+
+
+def stored_settings(out: str) -> dict | None:
+    """The settings of the index at ``out`` (migrating an old-format one first), or None."""
+    from irra.retrieval.build import migrate_if_legacy
+    from irra.retrieval.store import open_store, store_exists
+
+    if not store_exists(out):
+        return None
+    migrate_if_legacy(out)
+    store = open_store(out)
+    try:
+        return store.settings()
+    finally:
+        store.close()
+
+
+def compact(out: str) -> int:
+    """``irra index --out INDEX --compact``."""
+    from irra.retrieval.build import migrate_if_legacy
+    from irra.retrieval.store import open_store
+
+    migrate_if_legacy(out)
+    store = open_store(out, writer=True)
+    try:
+        report = store.compact()
+    finally:
+        store.close()
+    sizes = ""
+    if report.bytes_before is not None and report.bytes_after is not None:
+        sizes = f"; {report.bytes_before / 2**20:.1f} MiB -> {report.bytes_after / 2**20:.1f} MiB"
+    print(f"{out}: compacted, {report.rows} rows{sizes}")
     return 0

@@ -127,22 +127,21 @@ def footage_sources(args: argparse.Namespace) -> list:
 
 def run_footage(args: argparse.Namespace) -> int:
     """Index the footage of ``args``; returns the exit status."""
+    from irra.cli.index import stored_settings
     from irra.cli.progress import counter
     from irra.footage import FootageError
     from irra.inference import open_encoder
     from irra.retrieval import IndexStoreError
     from irra.retrieval.footage import build_footage_index
-    from irra.retrieval.store import Snapshot, is_index
 
-    out = Path(args.out)
+    out = args.out
     try:
         sources = footage_sources(args)
         checkpoint, engine = args.checkpoint, args.engine
-        if checkpoint is None and is_index(out) and not args.rebuild:
-            snapshot = Snapshot.open(out, upgrade=True)
-            snapshot.metadata.close()
-            checkpoint = snapshot.manifest["model"]["source"]
-            engine = engine or snapshot.manifest["model"].get("engine")
+        settings = None if checkpoint is not None or args.rebuild else stored_settings(out)
+        if settings is not None:
+            checkpoint = settings["model"]["source"]
+            engine = engine or settings["model"].get("engine")
         if checkpoint is None:
             raise IndexStoreError(f"{out}: no index yet; pass --checkpoint CKPT to build one")
         detector = None

@@ -1,11 +1,20 @@
-"""Building and updating an index: encode only what is new, then write a new version atomically."""
+"""Building and updating an index: the one update path of image folders and footage.
+
+Both builders (:func:`build_index` here, :func:`irra.retrieval.footage.build_footage_index`)
+open the store with :func:`open_for_update` (a new index is created, an old-format one
+migrated, the model checked, the index settings kept), find what changed, and hand it to
+:func:`apply_changes`: rows that went stale are deleted, new rows appended batch by batch as they
+are encoded. Nothing is ever rewritten whole: adding N images costs O(N) whatever the index
+size, and a row's id never changes.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,45 +25,57 @@ from irra.imageio import ImageDecodeError
 from irra.inference.protocol import EmbeddingEncoder, Progress
 from irra.retrieval.capture import file_capture_time
 from irra.retrieval.files import GalleryError, ImageFile, Labels, scan_images
-from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot, is_index, write_version
-from irra.retrieval.vectors import (
-    build_vector_index,
-    check_index_type,
-    index_nlist,
-    set_nprobe,
+from irra.retrieval.store import (
+    ImageRecord,
+    IndexStoreError,
+    RowSelector,
+    VectorStore,
+    is_milvus,
+    open_store,
+    store_exists,
 )
+from irra.retrieval.vectors import check_index_type
 
 logger = logging.getLogger(__name__)
+
+#: Images encoded and appended per step: an interrupted build of a large gallery keeps the
+#: steps it finished, and its next run encodes only the rest.
+APPEND_STEP = 4096
 
 
 @dataclass(frozen=True)
 class BuildReport:
-    """What a build or update did: images encoded, kept from the previous version, dropped."""
+    """What a build or update did: images encoded, kept from before, dropped; rows in all."""
 
     encoded: int
     kept: int
     removed: int
     total: int
-    version: Path
+    location: str
 
 
 def check_same_model(
-    manifest: dict[str, Any], encoder: EmbeddingEncoder, where: str | Path
+    settings: dict[str, Any], model: EmbeddingEncoder | dict[str, Any], where: str | Path
 ) -> None:
-    """Raise unless ``encoder`` holds the model whose fingerprint the index recorded."""
-    recorded = manifest["model"]["fingerprint"]
-    if recorded != encoder.fingerprint:
+    """Raise unless ``model`` (an encoder, or the ``model`` entry of settings) is the model
+    whose fingerprint the index recorded."""
+    if isinstance(model, dict):
+        fingerprint, source = model["fingerprint"], model.get("source")
+    else:
+        fingerprint, source = model.fingerprint, model.source
+    recorded = settings["model"]["fingerprint"]
+    if recorded != fingerprint:
         raise IndexStoreError(
             f"{where}: the index was built with another model (sha256 {recorded[:16]}..., from "
-            f"{manifest['model'].get('source')}); this model is {encoder.fingerprint[:16]}... "
-            f"({encoder.source}). Use the model that built the index, or rebuild it with "
+            f"{settings['model'].get('source')}); this model is {fingerprint[:16]}... "
+            f"({source}). Use the model that built the index, or rebuild it with "
             "irra index --rebuild"
         )
 
 
-def refuse_footage(manifest: dict[str, Any], where: str | Path) -> None:
+def refuse_footage(settings: dict[str, Any], where: str | Path) -> None:
     """Raise when the index holds footage (crops are added with ``--video`` / ``--frames``)."""
-    if "footage" in manifest:
+    if "footage" in settings:
         raise IndexStoreError(
             f"{where}: holds footage, not an image folder; add footage with irra index --video "
             "FILE / --frames DIR, or use another --out for images"
@@ -76,15 +97,21 @@ def encode_files(
         )
     except ImageDecodeError as err:
         raise GalleryError(
-            f"{err}; remove or replace the file and run again (nothing was written)"
+            f"{err}; remove or replace the file and run again (the images before it are indexed "
+            "and are not encoded again)"
         ) from err
 
 
-def make_manifest(
-    encoder: EmbeddingEncoder, images_root: Path, index_type: str, vector_index: Any
+def store_settings(
+    encoder: EmbeddingEncoder,
+    images_root: Path | str,
+    index_type: str = "flat",
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    footage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest fields a writer supplies (model identity, image root, index settings)."""
-    return {
+    """The settings (manifest) of an index: model identity, image root, index type."""
+    settings = {
         "images_root": str(images_root),
         "model": {
             "fingerprint": encoder.fingerprint,
@@ -94,60 +121,98 @@ def make_manifest(
         },
         "dim": encoder.dim,
         "metric": "inner_product",
-        "index_type": index_type,
-        "nlist": index_nlist(vector_index),
-        "nprobe": int(vector_index.nprobe) if hasattr(vector_index, "nprobe") else None,
+        "index_type": check_index_type(index_type),
+        "nlist": nlist,
+        "nprobe": nprobe,
     }
+    if footage is not None:
+        settings["footage"] = footage
+    return settings
 
 
-def merge_rows(
-    old_records: Sequence[ImageRecord],
-    old_vectors: np.ndarray,
-    new_records: Sequence[ImageRecord],
-    new_vectors: np.ndarray,
-    keep: set[str] | None = None,
-) -> tuple[list[ImageRecord], np.ndarray]:
-    """Old rows (only those whose path is in ``keep``, all when None) overridden by new rows.
+def migrate_if_legacy(out: str | os.PathLike[str]) -> bool:
+    """Migrate an index of formats 1-3 at ``out`` to the store (no image encoded again)."""
+    if is_milvus(out):
+        return False
+    from irra.retrieval.embedded import DATABASE
+    from irra.retrieval.legacy import is_legacy_index, migrate
+
+    if not is_legacy_index(out) or (Path(out) / DATABASE).exists():
+        return False
+    migrate(out)
+    return True
+
+
+def open_for_update(
+    out: str | os.PathLike[str],
+    settings: dict[str, Any],
+    *,
+    rebuild: bool = False,
+    given: Iterable[str] = (),
+) -> VectorStore:
+    """Open the index at ``out`` for writing, ready for :func:`apply_changes`.
+
+    A new index is created with ``settings``; an index of formats 1-3 is migrated first (no
+    image encoded again); with ``rebuild`` every row is removed and ``settings`` replace the
+    old ones (ids keep counting: none is given twice). Otherwise the model must be the one
+    that built the index, and the index settings not in ``given`` (``index_type``, ``nlist``,
+    ``nprobe``) keep their stored values.
+
+    Raises:
+        IndexStoreError: another model; the location cannot be opened.
+    """
+    migrate_if_legacy(out)
+    store = open_store(out, create=settings, writer=True)
+    try:
+        old = store.settings()
+        if rebuild:
+            store.reset(settings)
+            return store
+        check_same_model(old, settings["model"], out)
+        kept = {k: old.get(k) for k in ("index_type", "nlist", "nprobe") if k not in given}
+        merged = {**settings, **kept, "footage": old.get("footage", settings.get("footage"))}
+        if merged.get("footage") is None:
+            merged.pop("footage")
+        if {k: v for k, v in merged.items() if k != "format_version"} != {
+            k: v for k, v in old.items() if k != "format_version"
+        }:
+            store.set_settings(merged)
+        return store
+    except BaseException:
+        store.close()
+        raise
+
+
+def discard_store(out: str | os.PathLike[str]) -> None:
+    """Remove a store this run created and could not fill (a failed first build)."""
+    if is_milvus(out):
+        return
+    from irra.retrieval.embedded import DATABASE, LOCK
+
+    for name in (DATABASE, f"{DATABASE}-wal", f"{DATABASE}-shm", LOCK):
+        (Path(out) / name).unlink(missing_ok=True)
+    for entry in Path(out).glob("ann-*.faiss"):
+        entry.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        Path(out).rmdir()
+
+
+def apply_changes(
+    store: VectorStore,
+    stale: Sequence[int],
+    batches: Iterable[tuple[Sequence[ImageRecord], np.ndarray]],
+) -> tuple[int, int]:
+    """The one update path: delete the ``stale`` ids, then append each batch as it comes.
 
     Returns:
-        records sorted by path and their vectors (N, D), row i belonging to record i.
+        (rows deleted, rows appended).
     """
-    source: dict[str, tuple[int, int]] = {}
-    for i, record in enumerate(old_records):
-        if keep is None or record.path in keep:
-            source[record.path] = (0, i)
-    for i, record in enumerate(new_records):
-        source[record.path] = (1, i)
-    paths = sorted(source)
-    tables = (old_records, new_records)
-    records = [tables[source[p][0]][source[p][1]] for p in paths]
-    dim = old_vectors.shape[1] if len(old_vectors) else new_vectors.shape[1]
-    vectors = np.empty((len(paths), dim), dtype=np.float32)
-    for row, path in enumerate(paths):
-        which, i = source[path]
-        vectors[row] = (old_vectors, new_vectors)[which][i]
-    return records, vectors
-
-
-def write_index(
-    directory: str | os.PathLike[str],
-    encoder: EmbeddingEncoder,
-    images_root: Path,
-    records: Sequence[ImageRecord],
-    vectors: np.ndarray,
-    index_type: str,
-    nlist: int | None = None,
-    nprobe: int | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """Build the FAISS index of ``vectors`` and write it with ``records`` as the live version.
-
-    ``extra`` adds manifest entries (the ``footage`` entry of a footage index).
-    """
-    vector_index = build_vector_index(vectors, index_type, nlist)
-    set_nprobe(vector_index, nprobe)
-    manifest = {**make_manifest(encoder, images_root, index_type, vector_index), **(extra or {})}
-    return write_version(directory, manifest, records, vector_index)
+    deleted = len(store.delete(RowSelector(ids=list(stale)))) if stale else 0
+    appended = 0
+    for records, vectors in batches:
+        appended += len(store.append(records, vectors))
+    store.maintain()
+    return deleted, appended
 
 
 def build_index(
@@ -166,23 +231,21 @@ def build_index(
 ) -> BuildReport:
     """Index every image under ``images`` into ``out``, or bring an existing index up to date.
 
-    An existing index keeps the embeddings of images whose size and modification time did not
-    change; new and changed images are encoded, deleted ones dropped. The result equals a full
-    rebuild. An index of an older format is upgraded (capture times added) without encoding.
-    Nothing is written until every image is encoded: an error or an interruption leaves the
-    previous version live.
+    Images whose size and modification time did not change keep their rows and ids; new
+    images are encoded and appended, changed ones replaced (a new id), deleted ones removed.
+    An index of an older format is migrated first (no image is encoded again).
 
     Args:
         encoder: the model (must be the one that built ``out``, unless ``rebuild``).
         images: gallery folder (searched recursively).
-        out: index directory.
-        index_type: ``flat`` (exact) or ``ivf`` (approximate); default: the existing index's
-            type, else ``flat``.
+        out: index folder, or ``milvus://HOST:PORT/COLLECTION``.
+        index_type: one of :data:`irra.retrieval.vectors.INDEX_TYPES`; default: the existing
+            index's type, else ``flat``.
         nlist, nprobe: IVF cells and cells scanned per query (defaults from the gallery size).
         labels: identity, camera and capture time per relative path (see :func:`read_labels`);
             an image's time is the label's, else its EXIF DateTimeOriginal, else its
             modification time. Labels stored by an earlier run stay when none are given.
-        rebuild: ignore an existing index (another model or image folder) and encode all.
+        rebuild: remove every row (another model or image folder) and encode all.
         batch_size, workers, progress: see :meth:`EmbeddingEncoder.encode_images`.
 
     Raises:
@@ -193,59 +256,98 @@ def build_index(
     files = scan_images(root)
     if not files:
         raise GalleryError(f"{root}: no images found (jpg, jpeg, png, bmp, webp, recursively)")
-    old_records: list[ImageRecord] = []
-    old_vectors = np.empty((0, encoder.dim), dtype=np.float32)
-    if is_index(out) and not rebuild:
-        snapshot = Snapshot.open(out, upgrade=True)
-        try:
-            check_same_model(snapshot.manifest, encoder, out)
-            refuse_footage(snapshot.manifest, out)
-            if snapshot.manifest["images_root"] != str(root):
-                raise IndexStoreError(
-                    f"{out}: indexes {snapshot.manifest['images_root']}, not {root}; use another "
-                    "--out, or --rebuild to replace it"
-                )
-            index_type = index_type or snapshot.manifest["index_type"]
-            old_records, old_vectors = snapshot.metadata.all(), snapshot.embeddings()
-        finally:
-            snapshot.metadata.close()
-    index_type = check_index_type(index_type or "flat")
-    unchanged = {(r.path, r.size, r.mtime_ns) for r in old_records}
-    todo = [f for f in files if (f.path, f.size, f.mtime_ns) not in unchanged]
-    logger.info(
-        "%s: %d images, %d to encode, %d unchanged",
-        root,
-        len(files),
-        len(todo),
-        len(files) - len(todo),
-    )
-    new_vectors = encode_files(
-        encoder,
-        [root / f.path for f in todo],
-        batch_size=batch_size,
-        workers=workers,
-        progress=progress,
-    )
-    present = {f.path for f in files}
-    records, vectors = merge_rows(
-        old_records, old_vectors, [file_record(root, f) for f in todo], new_vectors, keep=present
-    )
-    records = [r if r.time is not None else _timed(root, r) for r in records]  # format 1
-    if labels:
-        records = [_labelled(r, labels) for r in records]
-    version = write_index(out, encoder, root, records, vectors, index_type, nlist, nprobe)
-    removed = len({r.path for r in old_records} - present)
-    return BuildReport(len(todo), len(files) - len(todo), removed, len(records), version)
+    given = [k for k, v in (("index_type", index_type), ("nlist", nlist), ("nprobe", nprobe)) if v]
+    settings = store_settings(encoder, root, index_type or "flat", nlist, nprobe)
+    fresh = not store_exists(out)
+    store = open_for_update(out, settings, rebuild=rebuild, given=given)
+    try:
+        old = store.settings()
+        refuse_footage(old, out)
+        if old["images_root"] != str(root):
+            raise IndexStoreError(
+                f"{out}: indexes {old['images_root']}, not {root}; use another --out, or "
+                "--rebuild to replace it"
+            )
+        rows = {record.path: (i, record) for i, record in store.rows()}
+        present = {f.path for f in files}
+        todo = [f for f in files if (f.path, f.size, f.mtime_ns) not in _states(rows)]
+        logger.info(
+            "%s: %d images, %d to encode, %d unchanged",
+            root,
+            len(files),
+            len(todo),
+            len(files) - len(todo),
+        )
+        batches = _encoded_batches(
+            encoder, store, root, todo, rows, labels, batch_size, workers, progress
+        )
+        gone = [i for path, (i, _) in rows.items() if path not in present]
+        removed, _ = apply_changes(store, gone, batches)
+        if labels:
+            _relabel(store, labels)
+        total = store.count()
+    except BaseException:
+        store.close()
+        if fresh:
+            discard_store(out)
+        raise
+    store.close()
+    return BuildReport(len(todo), len(files) - len(todo), removed, total, str(out))
+
+
+def _states(rows: dict[str, tuple[int, ImageRecord]]) -> set[tuple[str, int, int]]:
+    return {(r.path, r.size, r.mtime_ns) for _, r in rows.values()}
+
+
+def _encoded_batches(
+    encoder: EmbeddingEncoder,
+    store: VectorStore,
+    root: Path,
+    todo: list[ImageFile],
+    rows: dict[str, tuple[int, ImageRecord]],
+    labels: Labels | None,
+    batch_size: int,
+    workers: int,
+    progress: Progress | None,
+) -> Iterable[tuple[list[ImageRecord], np.ndarray]]:
+    """Encode ``todo`` a step at a time; a changed image's old row is deleted just before its
+    new one is appended (its path is taken until then)."""
+    for start in range(0, len(todo), APPEND_STEP):
+        step = todo[start : start + APPEND_STEP]
+
+        def tick(done: int, _total: int, offset: int = start) -> None:
+            if progress is not None:
+                progress(offset + done, len(todo))
+
+        paths = [root / f.path for f in step]
+        vectors = encode_files(
+            encoder, paths, batch_size=batch_size, workers=workers, progress=tick
+        )
+        replaced = [rows[f.path][0] for f in step if f.path in rows]
+        if replaced:
+            store.delete(RowSelector(ids=replaced))
+        records = [file_record(root, f) for f in step]
+        if labels:
+            records = [_labelled(r, labels) for r in records]
+        yield records, vectors
+
+
+def _relabel(store: VectorStore, labels: Labels) -> None:
+    """Give rows the identity, camera and time of ``labels`` where they differ (same ids)."""
+    ids, records = [], []
+    for i, record in store.rows():
+        new = _labelled(record, labels)
+        if new != record:
+            ids.append(i)
+            records.append(new)
+    if ids:
+        store.update(ids, records)
 
 
 def file_record(root: Path, file: ImageFile) -> ImageRecord:
     """The record of an image file, its capture time read from EXIF or its modification time."""
     time = file_capture_time(root / file.path, file.mtime_ns)
     return ImageRecord(file.path, file.size, file.mtime_ns, time=time)
-
-
-def _timed(root: Path, record: ImageRecord) -> ImageRecord:
-    return dataclasses.replace(record, time=file_capture_time(root / record.path, record.mtime_ns))
 
 
 def _labelled(record: ImageRecord, labels: Labels) -> ImageRecord:

@@ -7,18 +7,21 @@ linked into tracks (the file's ids when every box has one, else
 (:func:`irra.footage.select_detections`), so a person walking past for ten seconds is a few
 entries, not hundreds. The crops are cut from the decoded frames, stored as PNG (lossless:
 cutting the recorded box from the recorded frame gives the stored pixels) under
-``INDEX/crops/<source>-<signature>/``, encoded, and written with their provenance (source,
-frame, time, box, track, camera) as one new version of the index.
+``INDEX/crops/<source>-<signature>/``, encoded, and appended with their provenance (source,
+frame, time, box, track, camera).
 
 Incremental: the manifest lists every indexed source with its signature (path, size,
 modification time, detections file, camera, start, sampling); a later run skips the sources
-whose signature is unchanged, re-indexes the changed ones and keeps the others. Interruptible:
-nothing becomes live before the version swap of :func:`irra.retrieval.store.write_version`, and
-crop folders no version refers to are deleted after the next successful write.
+whose signature is unchanged, re-indexes the changed ones (their old rows and crops deleted)
+and keeps the others. The crops of a source are appended as they are encoded
+(:func:`irra.retrieval.build.apply_changes`); its signature is recorded once all are in. A run
+that fails removes what it added of the source it was reading; a run that is killed leaves
+that source without a signature, so the next run deletes its rows and reads it again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -47,9 +50,14 @@ from irra.footage import (
 from irra.footage.folder import FrameFolder
 from irra.footage.frame import check_every
 from irra.inference.protocol import EmbeddingEncoder, Progress
-from irra.retrieval.build import check_same_model, write_index
-from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot, is_index
-from irra.retrieval.vectors import check_index_type
+from irra.retrieval.build import apply_changes, discard_store, open_for_update, store_settings
+from irra.retrieval.store import (
+    ImageRecord,
+    IndexStoreError,
+    RowSelector,
+    is_milvus,
+    store_exists,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +111,7 @@ class FootageReport:
     clipped: int = 0
     outside: int = 0
     problems: list[str] = field(default_factory=list)
-    version: Path | None = None
+    location: str | None = None
 
 
 def _file_state(path: Path) -> list[int]:
@@ -264,7 +272,7 @@ def build_footage_index(
     Args:
         encoder: the model (the one that built ``out``, unless ``rebuild``).
         sources: videos and frame folders, each with its detections, camera and start time.
-        out: index directory.
+        out: index folder.
         every: read frames 1, 1 + every, ...
         per_frame: store every box as its own entry (no tracks); else ``per_track`` crops of
             each track. An index is one or the other.
@@ -281,6 +289,11 @@ def build_footage_index(
         IndexStoreError: ``out`` is an image-folder index, or was built with another model or
             mode.
     """
+    if is_milvus(out):
+        raise IndexStoreError(
+            f"{out}: footage is indexed into a folder (its crops are stored beside the rows); "
+            "use --out DIR"
+        )
     out = Path(out)
     if not sources:
         raise FootageError("no footage given; pass --video FILE or --frames DIR")
@@ -289,36 +302,30 @@ def build_footage_index(
     every = check_every(every)
     mode = None if per_frame else per_track
     settings = {"every": every, "per_track": mode, "min_conf": min_conf, "detector": detector}
-    old_sources, old_records, old_vectors = [], [], np.empty((0, encoder.dim), np.float32)
-    if is_index(out) and not rebuild:
-        snapshot = Snapshot.open(out, upgrade=True)
-        try:
-            old = _old_footage(snapshot, encoder, out, mode)
-            index_type = index_type or snapshot.manifest["index_type"]
-            old_sources = old["sources"]
-            old_records, old_vectors = snapshot.metadata.all(), snapshot.embeddings()
-        finally:
-            snapshot.metadata.close()
-    index_type = check_index_type(index_type or "flat")
+    given = [k for k, v in (("index_type", index_type), ("nlist", nlist), ("nprobe", nprobe)) if v]
+    wanted = store_settings(
+        encoder, out.resolve(), index_type or "flat", nlist, nprobe, footage={"per_track": mode}
+    )
     report = FootageReport()
-    crops_root = out / CROPS
-    created: list[Path] = []
     plans = []
-    old_by_path = {s["path"]: s for s in old_sources}
-    for source in sources:
-        footage = open_footage(source.path.resolve(), fps=source.fps)
-        detections = _detections_file(source, footage, detect is not None)
-        sig = signature(source, footage, detections, settings)
-        if any(sig["path"] == planned["path"] for *_, planned in plans):
-            raise FootageError(f"{footage.path}: given twice in one run; name each source once")
-        previous = {k: v for k, v in old_by_path.get(sig["path"], {}).items() if k != "crops"}
-        if previous == sig:
-            report.kept += 1
-            logger.info("%s: unchanged since the last run; kept", footage.path)
-            continue
-        plans.append((source, footage, detections, sig))
+    opened = [open_footage(source.path.resolve(), fps=source.fps) for source in sources]
+    fresh = not store_exists(out)
+    store = open_for_update(out, wanted, rebuild=rebuild, given=given)
+    created: list[Path] = []
     try:
-        new_records, new_vectors = [], []
+        _check_footage_index(store.settings(), out, mode)
+        old_sources = store.sources()
+        for source, footage in zip(sources, opened, strict=True):
+            detections = _detections_file(source, footage, detect is not None)
+            sig = signature(source, footage, detections, settings)
+            if any(sig["path"] == planned["path"] for *_, planned in plans):
+                raise FootageError(f"{footage.path}: given twice in one run; name each source once")
+            previous = {k: v for k, v in old_sources.get(sig["path"], {}).items() if k != "crops"}
+            if previous == sig:
+                report.kept += 1
+                logger.info("%s: unchanged since the last run; kept", footage.path)
+                continue
+            plans.append((source, footage, detections, sig))
         prepared = []
         for source, footage, detections, sig in plans:
             kept = _kept_boxes(source, footage, detections, detect, settings, report)
@@ -336,66 +343,52 @@ def build_footage_index(
             folder = out / rel
             shutil.rmtree(folder, ignore_errors=True)  # left by a run that was cut short
             created.append(folder)
-            for records, vectors in _encode_crops(
+            stale = store.delete(RowSelector(sources=[sig["path"]]))
+            store.set_source(sig["path"], None)
+            remove_crop_files(out, [record for _, record in stale])
+            batches = _encode_crops(
                 encoder, source, footage, kept, settings, folder, rel, crop_report, batch_size, tick
-            ):
-                new_records.extend(records)
-                new_vectors.append(vectors)
+            )
+            try:
+                _, added = apply_changes(store, [], batches)
+            except BaseException:  # what this source added so far goes: no half source stays
+                store.delete(RowSelector(sources=[sig["path"]]))
+                raise
+            store.set_source(sig["path"], {**sig, "crops": _crop_folder(sig)})
+            report.crops += added
             report.problems.extend(crop_report.problems)
             report.indexed += 1
         if progress is not None and done[0] < total:
             progress(total, total)
-        report.crops = len(new_records)
-        replaced = {sig["path"] for *_, sig in plans}
-        keep_rows = [i for i, r in enumerate(old_records) if r.source not in replaced]
-        records = [old_records[i] for i in keep_rows] + new_records
-        vectors = np.concatenate([old_vectors[keep_rows], *new_vectors], axis=0).astype(
-            np.float32, copy=False
-        )
-        order = sorted(range(len(records)), key=lambda i: records[i].path)
-        records = [records[i] for i in order]
-        vectors = vectors[order] if len(order) else np.empty((0, encoder.dim), np.float32)
-        if not records:
+        report.total = store.count()
+        if not report.total:
             raise FootageError(
                 "no person crop to index: the detections give no box inside the frames read "
                 f"({report.boxes} boxes read, {report.outside} outside the frame); check the "
                 "detections file or lower the detector's threshold"
             )
-        sources_kept = [s for s in old_sources if s["path"] not in replaced]
-        footage_manifest = {
-            "per_track": mode,
-            "sources": sources_kept + [{**sig, "crops": _crop_folder(sig)} for *_, sig in plans],
-        }
-        version = write_index(
-            out,
-            encoder,
-            out.resolve(),
-            records,
-            vectors,
-            index_type,
-            nlist,
-            nprobe,
-            extra={"footage": footage_manifest},
-        )
+        used = {s["crops"] for s in store.sources().values()}
     except BaseException:
+        used = {s.get("crops") for s in store.sources().values()}
         for folder in created:
-            shutil.rmtree(folder, ignore_errors=True)
+            if folder.name not in used:
+                shutil.rmtree(folder, ignore_errors=True)
+        store.close()
+        if fresh:
+            discard_store(out)
         raise
-    report.version = version
-    report.total = len(records)
-    _remove_unused_crops(crops_root, {s["crops"] for s in footage_manifest["sources"]})
+    store.close()
+    report.location = str(out)
+    _remove_unused_crops(out / CROPS, used)
     return report
 
 
-def _old_footage(
-    snapshot: Snapshot, encoder: EmbeddingEncoder, out: Path, mode: int | None
-) -> dict[str, Any]:
-    """The footage part of an existing index's manifest, checked against this run."""
-    check_same_model(snapshot.manifest, encoder, out)
-    old = snapshot.manifest.get("footage")
+def _check_footage_index(settings: dict[str, Any], out: Path, mode: int | None) -> None:
+    """Refuse an image-folder index, or a footage index of the other mode."""
+    old = settings.get("footage")
     if not isinstance(old, dict):
         raise IndexStoreError(
-            f"{out}: indexes the images under {snapshot.manifest['images_root']}, not footage; "
+            f"{out}: indexes the images under {settings['images_root']}, not footage; "
             "use another --out for footage, or --rebuild to replace it"
         )
     if old.get("per_track") != mode:
@@ -405,7 +398,20 @@ def _old_footage(
             f"{out}: was built {was} ({old.get('per_track')} crops per track), this run indexes "
             f"{now}; keep the same --per-frame setting, or --rebuild"
         )
-    return old
+
+
+def remove_crop_files(index: Path, records: Sequence[ImageRecord]) -> None:
+    """Delete the stored crop files of deleted footage rows (and folders left empty)."""
+    folders = set()
+    for record in records:
+        if record.source is None or not record.path.startswith(f"{CROPS}/"):
+            continue
+        path = index / record.path
+        path.unlink(missing_ok=True)
+        folders.add(path.parent)
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
 
 
 def _remove_unused_crops(crops_root: Path, used: set[str]) -> None:

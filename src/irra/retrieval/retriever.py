@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,18 +15,10 @@ import numpy as np
 
 from irra.inference.open import open_encoder
 from irra.inference.protocol import EmbeddingEncoder, Progress
-from irra.retrieval.build import (
-    check_same_model,
-    encode_files,
-    file_record,
-    merge_rows,
-    refuse_footage,
-    write_index,
-)
-from irra.retrieval.capture import format_time
+from irra.retrieval.build import check_same_model, encode_files, file_record, refuse_footage
+from irra.retrieval.capture import format_time, parse_time
 from irra.retrieval.combine import encode_query
 from irra.retrieval.files import GalleryError, stat_image
-from irra.retrieval.filtering import FilterColumns
 from irra.retrieval.query import (
     MAX_K,
     MAX_QUERY_CHARS,
@@ -43,8 +35,14 @@ from irra.retrieval.query import (
 from irra.retrieval.rerank import CANDIDATES as RERANK_CANDIDATES
 from irra.retrieval.rerank import NeighbourCache
 from irra.retrieval.rerank import rerank as rerank_by_neighbours
-from irra.retrieval.store import ImageRecord, IndexStoreError, Snapshot
-from irra.retrieval.vectors import filtered_search, search_vectors, set_nprobe, stored_rows
+from irra.retrieval.store import (
+    ImageRecord,
+    IndexStoreError,
+    RowSelector,
+    VectorStore,
+    is_milvus,
+    open_store,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +150,9 @@ class SearchResults(list[SearchHit]):
 class Retriever:
     """An opened index plus the model that built it.
 
+    The index is live: rows appended or deleted by another process (``irra index``, ``irra
+    delete``) are seen at the next search, without opening it again.
+
     Example:
         >>> retriever = Retriever.open("runs/demo/index")
         >>> for hit in retriever.search("a woman in a red dress", k=5):
@@ -159,15 +160,16 @@ class Retriever:
     """
 
     def __init__(
-        self, directory: str | os.PathLike[str], snapshot: Snapshot, encoder: EmbeddingEncoder
+        self, location: str | os.PathLike[str], store: VectorStore, encoder: EmbeddingEncoder
     ):
-        check_same_model(snapshot.manifest, encoder, directory)
-        self.directory = Path(directory)
+        check_same_model(store.settings(), encoder, location)
+        self.location = str(location)
+        self.directory = None if is_milvus(location) else Path(location)
         self.encoder = encoder
-        self._snapshot = snapshot
+        self.store = store
+        self._settings = store.settings()
         self._lock = threading.RLock()
-        self._filter_columns: tuple[Snapshot, FilterColumns] | None = None
-        self._neighbour_cache: tuple[Snapshot, NeighbourCache] | None = None
+        self._neighbour_cache: NeighbourCache | None = None
 
     @classmethod
     def open(
@@ -181,10 +183,11 @@ class Retriever:
         nprobe: int | None = None,
         threads: int | None = None,
     ) -> Retriever:
-        """Open the index in ``index`` with the model that built it.
+        """Open the index at ``index`` with the model that built it.
 
         Args:
-            index: index directory written by :func:`build_index` / ``irra index``.
+            index: an index folder written by :func:`build_index` / ``irra index``, or
+                ``milvus://HOST:PORT/COLLECTION``.
             checkpoint: the model file, or an export directory (``irra export``); default: the
                 path recorded in the index. Either way its weights must be the ones that built
                 the index.
@@ -192,61 +195,65 @@ class Retriever:
                 :func:`irra.inference.open_encoder`); default: the engine recorded in the
                 index when ``checkpoint`` is None, else detected from ``checkpoint``.
             device, precision: where and how queries are encoded (``torch`` engine).
-            nprobe: cells scanned per query of an ``ivf`` index (more = slower, more exact).
+            nprobe: cells scanned per query of an approximate index (more = slower, more exact).
             threads: CPU threads of the encoder (see :func:`irra.inference.open_encoder`).
 
         Raises:
             IndexStoreError: not an index, or a model other than the one that built it.
             ExportError: an incomplete or altered export directory.
         """
-        snapshot = Snapshot.open(index)
+        if nprobe is not None and nprobe < 1:
+            raise ValueError(f"nprobe must be >= 1, got {nprobe}")
+        store = open_store(index)
         try:
-            source = checkpoint or snapshot.manifest["model"].get("source")
+            settings = store.settings()
+            source = checkpoint or settings["model"].get("source")
             if not source or not Path(source).exists():
                 raise IndexStoreError(
                     f"{index}: the model that built this index is not at {source!r} any more; "
                     "pass its new location (--checkpoint / checkpoint=)"
                 )
             if engine is None and checkpoint is None:
-                engine = snapshot.manifest["model"].get("engine")
+                engine = settings["model"].get("engine")
             encoder = open_encoder(
                 source, engine, device=device, precision=precision, threads=threads
             )
-            set_nprobe(snapshot.vectors, nprobe)
-            return cls(index, snapshot, encoder)
+            if nprobe is not None and hasattr(store, "set_nprobe"):
+                store.set_nprobe(nprobe)
+            return cls(index, store, encoder)
         except BaseException:
-            snapshot.metadata.close()
+            store.close()
             raise
 
     @property
     def manifest(self) -> dict[str, Any]:
-        """The live version's manifest (model identity, image root, index type, count)."""
-        return self._snapshot.manifest
+        """The index's settings (model identity, image root, index type)."""
+        return self._settings
 
     @property
     def images_root(self) -> Path:
         """The folder the indexed paths are relative to (the index itself for footage crops)."""
-        if self.footage:
+        if self.footage and self.directory is not None:
             return self.directory.resolve()
-        return Path(self._snapshot.manifest["images_root"])
+        return Path(self._settings["images_root"])
 
     @property
     def footage(self) -> bool:
         """Whether the index holds crops of footage (:mod:`irra.retrieval.footage`)."""
-        return "footage" in self._snapshot.manifest
+        return "footage" in self._settings
 
     @property
     def per_track(self) -> int | None:
         """Crops stored per track of a footage index searched by track; None otherwise."""
-        footage = self._snapshot.manifest.get("footage")
+        footage = self._settings.get("footage")
         return footage.get("per_track") if isinstance(footage, dict) else None
 
     def __len__(self) -> int:
-        return int(self._snapshot.vectors.ntotal)
+        return self.store.count()
 
     def close(self) -> None:
-        """Release the metadata database."""
-        self._snapshot.metadata.close()
+        """Release the store."""
+        self.store.close()
 
     def __enter__(self) -> Retriever:
         return self
@@ -270,8 +277,8 @@ class Retriever:
 
         The parts - a text, image files or uploads, indexed images, negative texts - are
         combined into one query vector (:mod:`irra.retrieval.combine`); the score of a hit is
-        its cosine similarity with that vector. A filter makes the search exact over the images
-        that pass it, for flat and ivf indexes alike: k hits come back whenever k images pass.
+        its cosine similarity with that vector. A filter is exact for every index type: the
+        hits all pass it, and k hits come back whenever k images pass.
 
         Args:
             query: the description, or a whole :class:`Query` (then leave ``images``,
@@ -299,26 +306,25 @@ class Retriever:
         checked = self._checked_query(query, images, similar, negatives)
         k, min_score = check_k(k), check_min_score(min_score)
         search_filter = self._checked_filter(filter)
+        vector = encode_query(self.encoder, checked, self._stored)
         with self._lock:
-            snapshot = self._snapshot
-        vector = encode_query(self.encoder, checked, lambda ids: self._stored(snapshot, ids))
-        with self._lock:
-            snapshot = self._snapshot  # an add() may have replaced it while the query was encoded
-            keep = None if search_filter is None else self._columns(snapshot).mask(search_filter)
-            total = int(snapshot.vectors.ntotal)
-            candidates = total if keep is None else int(np.count_nonzero(keep))
+            if self.store.refresh():
+                self._neighbour_cache = None  # rows came or went: neighbour lists are stale
+            total = self.store.count()
+            candidates = total if search_filter is None else self.store.count(search_filter)
             if candidates == 0:
                 return SearchResults(
                     message=f"no image of the {total} in the index passes the filter",
                     candidates=0,
                 )
-            footage = snapshot.manifest.get("footage")
-            per_track = footage.get("per_track") if isinstance(footage, dict) else None
+            per_track = self.per_track
             # a track holds at most per_track entries: k * per_track give k tracks
-            scores, ids = self._ranked(snapshot, vector, keep, k * (per_track or 1), rerank)
+            scores, ids = self._ranked(vector, search_filter, k * (per_track or 1), rerank)
             if min_score is not None:
                 scores, ids = scores[scores >= min_score], ids[scores >= min_score]
-            records = snapshot.metadata.get(ids.tolist())
+            records = self.store.get(ids.tolist())
+            keep = [i for i, image_id in enumerate(ids.tolist()) if image_id in records]
+            scores, ids = scores[keep], ids[keep]  # a row deleted in between is left out
             if per_track:
                 scores, ids = best_of_each_track(scores, ids, records, k)
         hits = [
@@ -331,24 +337,15 @@ class Retriever:
         return SearchResults(hits, message=message, candidates=candidates)
 
     def _ranked(
-        self,
-        snapshot: Snapshot,
-        vector: np.ndarray,
-        keep: np.ndarray | None,
-        k: int,
-        rerank: bool,
+        self, vector: np.ndarray, search_filter: SearchFilter | None, k: int, rerank: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids) of the top ``k``, best first: among ``keep`` (exact) or all, re-ranked."""
+        """(scores, ids) of the top ``k``, best first, among the rows passing the filter."""
         wanted = max(k, RERANK_CANDIDATES) if rerank else k
-        if keep is None:
-            scores, ids = (row[0] for row in search_vectors(snapshot.vectors, vector[None], wanted))
-            scores, ids = scores[ids >= 0], ids[ids >= 0]  # an ivf index pads with -1
-        else:
-            scores, ids = filtered_search(snapshot.vectors, vector, keep, wanted)
+        scores, ids = (row[0] for row in self.store.search(vector[None], wanted, search_filter))
+        scores, ids = scores[ids >= 0], ids[ids >= 0]  # an approximate index pads with -1
         if rerank:
-            neighbours = self._neighbours(snapshot)
             scores, ids = rerank_by_neighbours(
-                vector, ids, scores, neighbours, self._rows(snapshot)
+                vector, ids, scores, self._neighbours(), self.store.vectors
             )
         return scores[:k], ids[:k]
 
@@ -385,51 +382,34 @@ class Retriever:
         checked = search_filter.checked()
         return None if checked.is_empty else checked
 
-    def _stored(self, snapshot: Snapshot, ids: list[int]) -> np.ndarray:
+    def _stored(self, ids: list[int]) -> np.ndarray:
         """The stored embeddings of image ``ids`` (QueryError naming an unknown id)."""
-        total = int(snapshot.vectors.ntotal)
-        unknown = [i for i in ids if not 0 <= i < total]
-        if unknown:
+        try:
+            return self.store.vectors(ids)
+        except KeyError as err:
             raise QueryError(
-                f"no image with id {unknown[0]} in this index (ids are 0 to {total - 1}); the ids "
-                "of the last search's results are valid"
-            )
-        with self._lock:  # an ivf index builds its id map on first use
-            return stored_rows(snapshot.vectors, np.asarray(ids, dtype=np.int64))
+                f"{err.args[0]}; the ids of the last search's results are valid"
+            ) from None
 
-    def _rows(self, snapshot: Snapshot) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda ids: stored_rows(snapshot.vectors, ids)
-
-    def _neighbours(self, snapshot: Snapshot) -> NeighbourCache:
-        """The neighbour lists of ``snapshot`` (found lazily, kept with it)."""
-        if self._neighbour_cache is None or self._neighbour_cache[0] is not snapshot:
+    def _neighbours(self) -> NeighbourCache:
+        """The neighbour lists of the gallery (found lazily, dropped when rows change)."""
+        if self._neighbour_cache is None:
 
             def search(vectors: np.ndarray, count: int) -> np.ndarray:
-                return search_vectors(snapshot.vectors, vectors, count)[1]
+                return self.store.search(vectors, count)[1]
 
-            cache = NeighbourCache(search, self._rows(snapshot))
-            self._neighbour_cache = (snapshot, cache)
-        return self._neighbour_cache[1]
-
-    def _columns(self, snapshot: Snapshot) -> FilterColumns:
-        """The filter columns of ``snapshot`` (read on first use, then kept with it)."""
-        if self._filter_columns is None or self._filter_columns[0] is not snapshot:
-            self._filter_columns = (snapshot, FilterColumns(snapshot.metadata))
-        return self._filter_columns[1]
+            self._neighbour_cache = NeighbourCache(search, self.store.vectors)
+        return self._neighbour_cache
 
     def facets(self) -> tuple[list[str], float | None, float | None]:
         """What the index can be filtered by: its camera names (sorted) and the earliest and
         latest capture times (UNIX seconds, None when no image has one)."""
-        with self._lock:
-            columns = self._columns(self._snapshot)
-        times = columns.times[~np.isnan(columns.times)]
-        first, last = (float(times.min()), float(times.max())) if times.size else (None, None)
-        return sorted(columns.camera_names), first, last
+        facets = self.store.facets()
+        return facets.cameras, facets.first, facets.last
 
     def record(self, image_id: int) -> ImageRecord:
         """The metadata of image ``image_id``; KeyError when the index has no such image."""
-        with self._lock:
-            found = self._snapshot.metadata.get([image_id])
+        found = self.store.get([image_id])
         if image_id not in found:
             raise KeyError(f"no image with id {image_id} in this index")
         return found[image_id]
@@ -447,8 +427,9 @@ class Retriever:
     ) -> int:
         """Encode image files under the image root and add (or refresh) them in the index.
 
-        A new version of the index is written atomically and becomes the one this retriever
-        searches.
+        A new image gets a new id; an image already indexed is replaced (a new id too, its old
+        one is never given again). Searches see them at once, here and in every process that
+        has the index open.
 
         Args:
             paths: image files inside :attr:`images_root` (absolute or relative to it).
@@ -459,7 +440,7 @@ class Retriever:
         Raises:
             GalleryError: a path outside the image root, not an image, or undecodable.
         """
-        refuse_footage(self.manifest, self.directory)
+        refuse_footage(self.manifest, self.location)
         root = self.images_root
         files = []
         for path in paths:
@@ -474,22 +455,71 @@ class Retriever:
         vectors = encode_files(
             self.encoder, [root / f.path for f in files], batch_size=batch_size, progress=progress
         )
-        new = [file_record(root, f) for f in files]
         with self._lock:
-            old = self._snapshot
-            records, merged = merge_rows(old.metadata.all(), old.embeddings(), new, vectors)
-            manifest = old.manifest
-            nprobe = getattr(old.vectors, "nprobe", None)
-            write_index(
-                self.directory,
-                self.encoder,
-                root,
-                records,
-                merged,
-                manifest["index_type"],
-                nprobe=nprobe,
-            )
-            self._snapshot = Snapshot.open(self.directory)
-            old.metadata.close()
-        logger.info("added %d images to %s (%d in all)", len(files), self.directory, len(self))
+            self.store.delete(RowSelector(path=None, ids=self._ids_of({f.path for f in files})))
+            self.store.append([file_record(root, f) for f in files], vectors)
+            self.store.maintain()
+        logger.info("added %d images to %s (%d in all)", len(files), self.location, len(self))
         return len(self)
+
+    def _ids_of(self, paths: set[str]) -> list[int]:
+        return [i for i, record in self.store.rows() if record.path in paths]
+
+    def delete(
+        self,
+        ids: Sequence[int] = (),
+        *,
+        path: str | None = None,
+        sources: Sequence[str | os.PathLike[str]] = (),
+        tracks: Sequence[tuple[str | os.PathLike[str], int]] = (),
+        identities: Sequence[str] = (),
+        before: str | float | None = None,
+    ) -> list[tuple[int, ImageRecord]]:
+        """Remove rows: their vectors (never returned again), metadata and stored crops.
+
+        Selectors of different kinds must all hold; the values of one kind are alternatives
+        (see :class:`~irra.retrieval.store.RowSelector`). With no selector nothing is deleted.
+
+        Args:
+            ids: row ids.
+            path: a path prefix relative to the image root (a folder or one file).
+            sources: footage files or folders (their crops).
+            tracks: (source, track id) pairs.
+            identities: identity labels.
+            before: rows captured before this time (ISO 8601 text or UNIX seconds).
+
+        Returns:
+            (id, record) of each deleted row (empty when nothing matched).
+
+        Raises:
+            QueryError: ``before`` that is not ISO 8601.
+        """
+        if isinstance(before, str):
+            try:
+                before = parse_time(before)
+            except ValueError as err:
+                raise QueryError(f"before: {err}") from None
+        selector = RowSelector(
+            ids=[int(i) for i in ids],
+            path=path,
+            sources=[_source_key(s) for s in sources],
+            tracks=[(_source_key(s), int(t)) for s, t in tracks],
+            identities=list(identities),
+            before=before,
+        )
+        with self._lock:
+            deleted = self.store.delete(selector)
+            if deleted:
+                self._neighbour_cache = None
+                if self.footage and self.directory is not None:
+                    from irra.retrieval.footage import remove_crop_files
+
+                    remove_crop_files(self.directory, [r for _, r in deleted])
+                self.store.maintain()  # an erased vector leaves the ANN checkpoint too
+        logger.info("deleted %d rows from %s", len(deleted), self.location)
+        return deleted
+
+
+def _source_key(source: str | os.PathLike[str]) -> str:
+    """A footage source as stored: its absolute path."""
+    return str(Path(source).resolve())

@@ -1,13 +1,17 @@
-"""FAISS vector indexes over unit-length embeddings: inner product = cosine similarity.
+"""FAISS ANN indexes over unit-length embeddings keyed by row id: inner product = cosine.
 
-Two index types:
+Every index type is a FAISS inverted-file index, so that rows are added and removed by id
+(``add_with_ids`` / ``remove_ids``, no rebuild) and read back by id (a hash-table direct map):
 
-* ``flat``: exact search (``IndexFlatIP``), every query scans every vector;
-* ``ivf``: approximate search for large galleries (``IndexIVFFlat``, inner product): the vectors
-  are split into ``nlist`` k-means cells and a query scans the ``nprobe`` nearest cells.
+* ``flat``: one cell holding every vector (fp32): exact search, 4 D bytes per vector;
+* ``ivf``: ``nlist`` k-means cells of fp32 vectors; a query scans the ``nprobe`` nearest cells;
+* ``ivf-sq8``: the same cells with 8-bit scalar-quantised vectors (D bytes per vector);
+* ``ivf-pq``: the same cells with product-quantised vectors (:data:`PQ_BYTES` bytes per vector).
 
-Both keep the vectors themselves, so an index can be rebuilt (another type, more images) without
-encoding any image again. Vector ids are row positions 0..N-1.
+The quantised types give approximate scores; :class:`irra.retrieval.embedded.EmbeddedStore`
+re-scores their candidates with the exact vectors it keeps on disk. Below
+:data:`MIN_TRAIN_ROWS` rows an approximate type without an explicit ``nlist`` is built as
+``flat``: k-means and quantisers need data, and an exact scan of a small gallery is fast.
 """
 
 from __future__ import annotations
@@ -19,8 +23,14 @@ from typing import Any
 
 import numpy as np
 
-INDEX_TYPES: tuple[str, ...] = ("flat", "ivf")
-#: Largest share of the index that :func:`filtered_search` gathers instead of scanning.
+INDEX_TYPES: tuple[str, ...] = ("flat", "ivf", "ivf-sq8", "ivf-pq")
+#: Types whose stored vectors are exact (fp32): their scores need no re-scoring.
+EXACT_STORAGE: tuple[str, ...] = ("flat", "ivf")
+#: Bytes per vector of ``ivf-pq`` (sub-quantisers of 8 bits).
+PQ_BYTES = 64
+#: Fewest rows an approximate type is trained on (without an explicit nlist).
+MIN_TRAIN_ROWS = 10_000
+#: Largest share of the rows that :func:`filtered_search` gathers instead of scanning.
 SUBSET_FRACTION = 0.25
 
 
@@ -52,57 +62,96 @@ def default_nprobe(nlist: int) -> int:
     return min(nlist, max(8, nlist // 16))
 
 
-def build_vector_index(vectors: np.ndarray, index_type: str, nlist: int | None = None) -> Any:
-    """A FAISS index holding ``vectors`` (N, D) float32 at ids 0..N-1.
+def build_vector_index(
+    vectors: np.ndarray,
+    index_type: str,
+    nlist: int | None = None,
+    ids: np.ndarray | None = None,
+) -> Any:
+    """A FAISS index of ``index_type`` trained on and holding ``vectors``.
 
     Args:
         vectors: (N, D) float32, unit-length rows.
-        index_type: ``flat`` or ``ivf``.
+        index_type: one of :data:`INDEX_TYPES`.
         nlist: IVF cells (default :func:`default_nlist`); ignored for ``flat``.
+        ids: (N,) int64 row ids (default 0..N-1).
 
     Returns:
-        A ``faiss.Index`` (``IndexFlatIP`` or trained ``IndexIVFFlat``).
+        A trained ``faiss.IndexIVF`` with a hash-table direct map (reconstruct / remove by id).
     """
     faiss = require_faiss()
     check_index_type(index_type)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     count, dim = vectors.shape
-    if index_type == "flat":
-        index = faiss.IndexFlatIP(dim)
+    if index_type != "flat" and (count == 0 or (nlist is None and count < MIN_TRAIN_ROWS)):
+        index_type = "flat"
+    if index_type == "ivf-pq" and count < 256 * 39:  # 256 codes per sub-quantiser
+        index_type = "ivf"
+    cells = 1 if index_type == "flat" else max(1, min(nlist or default_nlist(count), count or 1))
+    quantizer = faiss.IndexFlatIP(dim)
+    ip = faiss.METRIC_INNER_PRODUCT
+    if index_type in ("flat", "ivf"):
+        index = faiss.IndexIVFFlat(quantizer, dim, cells, ip)
+    elif index_type == "ivf-sq8":
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer, dim, cells, faiss.ScalarQuantizer.QT_8bit, ip
+        )
     else:
-        nlist = nlist or default_nlist(count)
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = 1234  # k-means is seeded: the same vectors give the same cells
-        index.cp.max_points_per_centroid = 64  # train on a sample of at most 64 nlist vectors
-        index.cp.niter = 10
+        index = faiss.IndexIVFPQ(quantizer, dim, cells, PQ_BYTES, 8, ip)
+    index.cp.seed = 1234  # k-means is seeded: the same vectors give the same cells
+    index.cp.max_points_per_centroid = 64  # train on a sample of at most 64 nlist vectors
+    index.cp.niter = 10
+    if cells == 1 and index_type in ("flat", "ivf"):  # one cell: nothing to learn
+        index.quantizer.add(np.zeros((1, dim), dtype=np.float32))
+        index.is_trained = True
+    else:
         index.train(vectors)
-        index.nprobe = default_nprobe(nlist)
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    index.nprobe = default_nprobe(cells)
     if count:
-        index.add(vectors)
+        add_vectors(index, vectors, np.arange(count) if ids is None else ids)
     return index
+
+
+def index_type_of(index: Any) -> str:
+    """The :data:`INDEX_TYPES` name of a FAISS index built by :func:`build_vector_index`."""
+    faiss = require_faiss()
+    if isinstance(index, faiss.IndexIVFPQ):
+        return "ivf-pq"
+    if isinstance(index, faiss.IndexIVFScalarQuantizer):
+        return "ivf-sq8"
+    return "flat" if index.nlist == 1 else "ivf"
 
 
 def index_nlist(index: Any) -> int | None:
     """IVF cells of ``index``, or None for a flat index."""
-    return int(index.nlist) if hasattr(index, "nlist") else None
+    return None if index_type_of(index) == "flat" else int(index.nlist)
 
 
 def set_nprobe(index: Any, nprobe: int | None) -> None:
-    """Set the cells scanned per query of an IVF index (no effect on a flat index)."""
-    if nprobe is not None and hasattr(index, "nprobe"):
+    """Set the cells scanned per query (capped at nlist; no effect on a flat index)."""
+    if nprobe is not None:
         if nprobe < 1:
             raise ValueError(f"nprobe must be >= 1, got {nprobe}")
         index.nprobe = min(int(nprobe), int(index.nlist))
 
 
-def all_vectors(index: Any) -> np.ndarray:
-    """Every stored vector, (N, D) float32 in id order."""
-    if index.ntotal == 0:
-        return np.empty((0, index.d), dtype=np.float32)
-    if hasattr(index, "make_direct_map"):
-        index.make_direct_map()
-    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
+def add_vectors(index: Any, vectors: np.ndarray, ids: np.ndarray) -> None:
+    """Add (N, D) ``vectors`` under (N,) int64 ``ids``."""
+    if len(ids):
+        index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32),
+            np.ascontiguousarray(ids, dtype=np.int64),
+        )
+
+
+def remove_vectors(index: Any, ids: np.ndarray) -> int:
+    """Remove the vectors of ``ids`` (absent ids are ignored); returns how many went."""
+    if not len(ids):
+        return 0
+    faiss = require_faiss()
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    return int(index.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
 
 
 def search_vectors(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +175,7 @@ def search_vectors(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray,
 
 
 def write_vector_index(index: Any, path: str | os.PathLike[str]) -> None:
-    """Write ``index`` to ``path`` (callers write into a temporary folder first)."""
+    """Write ``index`` to ``path`` (callers write a temporary file and rename it)."""
     require_faiss().write_index(index, os.fspath(path))
 
 
@@ -136,20 +185,11 @@ def read_vector_index(path: str | os.PathLike[str]) -> Any:
 
 
 def stored_rows(index: Any, ids: np.ndarray) -> np.ndarray:
-    """The stored vectors of ``ids``, (n, D) float32, without copying the others.
-
-    A flat index is read in place; an ivf index is given a direct map (ids -> list positions,
-    8 bytes per vector) on first use.
-    """
+    """The stored vectors of ``ids`` (n,), (n, D) float32 (decoded: approximate for the
+    quantised types)."""
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     if len(ids) == 0:
         return np.empty((0, index.d), dtype=np.float32)
-    if hasattr(index, "get_xb"):  # IndexFlat: a view of its storage
-        faiss = require_faiss()
-        flat = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)
-        return np.asarray(flat).reshape(index.ntotal, index.d)[ids]
-    if hasattr(index, "make_direct_map") and index.direct_map.type == 0:  # NoMap
-        index.make_direct_map()
     return np.asarray(index.reconstruct_batch(ids), dtype=np.float32)
 
 
@@ -167,58 +207,28 @@ def top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     return scores[best].astype(np.float32), ids[best].astype(np.int64)
 
 
-def search_subset(index: Any, query: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
-    """Exact top-``k`` of one query (D,) among the vectors ``ids`` (n,): gather, multiply, select.
-
-    Costs O(n D) whatever the index type: the fast path when a filter keeps few images.
-
-    Returns:
-        (k',) float32 scores, best first, and their (k',) int64 ids.
-    """
-    rows = stored_rows(index, ids)
-    scores = rows @ np.asarray(query, dtype=np.float32)
-    return top_k(scores, np.asarray(ids, dtype=np.int64), k)
-
-
 def search_selected(
-    index: Any, query: np.ndarray, keep: np.ndarray, k: int
-) -> tuple[np.ndarray, ...]:
-    """Exact top-``k`` of one query (D,) among the vectors whose ``keep`` (N,) bool entry is set.
+    index: Any, query: np.ndarray, keep_ids: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` of one query (D,) among the vectors of ``keep_ids`` (sorted int64), by FAISS.
 
-    FAISS skips the other vectors while it scans (an ``IDSelectorBitmap``); an ivf index scans
-    every cell, so the result is exact for both index types. Costs about one unfiltered exact
-    scan: the path when a filter keeps many images.
+    FAISS skips the other vectors while it scans every cell (an ``IDSelectorBitmap`` over the
+    ids), so the result is the exact top k among the passing vectors for the fp32 types (and
+    by the quantised score for the others). Costs about one exact scan: the path when a
+    filter keeps many rows.
 
     Returns:
-        (k',) float32 scores, best first, and their (k',) int64 ids, k' = min(k, keep.sum()).
+        (k',) float32 scores, best first, and their (k',) int64 ids, k' = min(k, len(keep_ids)).
     """
     faiss = require_faiss()
-    k = min(int(k), int(np.count_nonzero(keep)))
-    if k == 0:
+    if not len(keep_ids) or k <= 0:
         return np.empty(0, np.float32), np.empty(0, np.int64)
-    bits = np.packbits(np.asarray(keep, dtype=bool), bitorder="little")
-    selector = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bits))
-    if hasattr(index, "nlist"):
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=int(index.nlist))
-    else:
-        params = faiss.SearchParameters(sel=selector)
+    size = int(keep_ids[-1]) + 1
+    bits = np.zeros((size + 7) // 8, dtype=np.uint8)
+    np.bitwise_or.at(bits, keep_ids >> 3, (1 << (keep_ids & 7)).astype(np.uint8))
+    selector = faiss.IDSelectorBitmap(size, faiss.swig_ptr(bits))
+    params = faiss.SearchParametersIVF(sel=selector, nprobe=int(index.nlist))
     query = np.ascontiguousarray(np.asarray(query, dtype=np.float32)[None])
-    scores, ids = index.search(query, k, params=params)
+    scores, ids = index.search(query, min(k, len(keep_ids)), params=params)
     found = ids[0] >= 0
     return scores[0][found], ids[0][found]
-
-
-def filtered_search(
-    index: Any, query: np.ndarray, keep: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` of one query (D,) among the vectors ``keep`` (N,) bool lets through.
-
-    Few kept vectors (at most :data:`SUBSET_FRACTION` of the index) are gathered and scored
-    directly (:func:`search_subset`); more are scanned by FAISS with a selector
-    (:func:`search_selected`). Either way the cost stays below about one exact scan of the whole
-    index, and k results come back whenever k vectors pass.
-    """
-    ids = np.flatnonzero(keep)
-    if len(ids) <= SUBSET_FRACTION * max(1, index.ntotal):
-        return search_subset(index, query, ids, k)
-    return search_selected(index, query, keep, k)
