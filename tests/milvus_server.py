@@ -5,7 +5,7 @@ port with a temporary data folder, waits until it answers a call, and gives fres
 ``milvus://127.0.0.1:PORT/<collection>`` URIs; the server is stopped at the end of the session.
 A server that does not start is a test failure (with its output), never a skip.
 
-Use it from a test module with ``from milvus_server import milvus_uri, milvus_uri_factory``.
+A test module uses it as a plugin: ``pytest_plugins = ["milvus_server"]``.
 """
 
 from __future__ import annotations
@@ -100,3 +100,9 @@ def milvus_uri_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cal
 def milvus_uri(milvus_uri_factory: Callable[[], str]) -> str:
     """A URI of a collection that does not exist yet."""
     return milvus_uri_factory()
+
+
+@pytest.fixture
+def free_tcp_port() -> int:
+    """A port on 127.0.0.1 where no server listens (for "unreachable server" tests)."""
+    return free_port()

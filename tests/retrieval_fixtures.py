@@ -87,3 +87,14 @@ def rows_by_path(index: Path | str) -> tuple[list[str], np.ndarray]:
         return [r.path for _, r in rows], store.vectors([i for i, _ in rows])
     finally:
         store.close()
+
+
+def stored_vectors(index: Path | str, ids: list[int]) -> np.ndarray:
+    """The stored vectors (n, D) of ``ids`` in the index at ``index``."""
+    from irra.retrieval.store import open_store
+
+    store = open_store(index)
+    try:
+        return store.vectors(ids)
+    finally:
+        store.close()

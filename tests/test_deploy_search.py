@@ -11,14 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from retrieval_fixtures import brute_force_ranking, tiny_model, write_gallery, write_model
+from retrieval_fixtures import (
+    brute_force_ranking,
+    rows_by_path,
+    tiny_model,
+    write_gallery,
+    write_model,
+)
 
 import irra
 from irra.cli import main
 from irra.deploy import export_model
 from irra.inference import TorchEncoder, open_encoder
 from irra.retrieval import IndexStoreError, Retriever, SearchFilter, build_index
-from irra.retrieval.store import Snapshot
+from irra.retrieval.store import open_store
 
 QUERIES = ["a man in a black jacket with a red backpack", "a woman in a white dress", "grey"]
 SRC = Path(irra.__file__).resolve().parents[1]
@@ -94,15 +100,15 @@ def test_exported_engines_rank_an_index_like_the_torch_engine(setup, engine):
 def test_an_index_built_with_onnx_equals_the_torch_one_and_brute_force(setup, tmp_path):
     root = setup["root"]
     build_index(open_encoder(root / "onnx"), root / "imgs", tmp_path / "index", batch_size=7)
-    a, b = Snapshot.open(tmp_path / "index"), Snapshot.open(root / "index")
-    try:
-        assert [r.path for r in a.metadata.all()] == [r.path for r in b.metadata.all()]
-        np.testing.assert_allclose(a.embeddings(), b.embeddings(), atol=1e-5)
-        assert a.manifest["model"]["engine"] == "onnx"
-        assert a.manifest["model"]["fingerprint"] == b.manifest["model"]["fingerprint"]
-    finally:
-        a.metadata.close()
-        b.metadata.close()
+    (a_paths, a_vectors), (b_paths, b_vectors) = (
+        rows_by_path(tmp_path / "index"),
+        rows_by_path(root / "index"),
+    )
+    assert a_paths == b_paths
+    np.testing.assert_allclose(a_vectors, b_vectors, atol=1e-5)
+    with open_store(tmp_path / "index") as a, open_store(root / "index") as b:
+        assert a.settings()["model"]["engine"] == "onnx"
+        assert a.settings()["model"]["fingerprint"] == b.settings()["model"]["fingerprint"]
     retriever = Retriever.open(
         tmp_path / "index", device="cpu"
     )  # reopens with the recorded onnx engine

@@ -14,8 +14,7 @@ from irra.cli import main
 from irra.data.synth.scenes import SceneParams, generate_scenes
 from irra.footage import FootageError, open_footage
 from irra.footage.detector import DETECTORS, PersonDetector, check_detector, keep_people
-from irra.retrieval.store import Snapshot
-from tests.retrieval_fixtures import write_model
+from tests.retrieval_fixtures import stored_rows, write_model
 
 NAME = "ssdlite320_mobilenet_v3_large"  # the smallest of the list: a 14 MB state dict
 
@@ -95,9 +94,7 @@ def test_cli_indexes_footage_with_the_detector(weights, scenes, tmp_path, caplog
     detector = ["--detector", NAME, "--detector-weights", str(weights)]
     detector += ["--detector-conf", "0", "--min-box-height", "30"]
     assert main([*args, *detector]) == 0
-    snapshot = Snapshot.open(tmp_path / "index")
-    records = snapshot.metadata.all()
-    snapshot.metadata.close()
+    records = [record for _, record in stored_rows(tmp_path / "index")]
     expected = PersonDetector(NAME, weights, device="cpu", conf=0.0, min_height=30)
     found = expected.detect([f.image for f in open_footage(scenes).frames()])
     assert len(records) == sum(len(rows) for rows in found) > 0  # not det/det.txt's boxes

@@ -20,8 +20,9 @@ from irra.inference import TorchEncoder
 from irra.retrieval import IndexStoreError, Retriever, SearchFilter, build_index
 from irra.retrieval.capture import parse_time
 from irra.retrieval.footage import FootageSource, build_footage_index
-from irra.retrieval.store import METADATA, Snapshot, current_version
-from tests.retrieval_fixtures import write_gallery, write_model
+from irra.retrieval.legacy import METADATA
+from tests.legacy_index import to_legacy
+from tests.retrieval_fixtures import stored_rows, stored_vectors, write_gallery, write_model
 
 PARAMS = SceneParams(
     sequences=2,
@@ -53,11 +54,7 @@ def seq(scenes: Path, n: int) -> Path:
 
 
 def records_of(index: Path) -> list:
-    snapshot = Snapshot.open(index)
-    try:
-        return snapshot.metadata.all()
-    finally:
-        snapshot.metadata.close()
+    return [record for _, record in stored_rows(index)]
 
 
 def test_tracks_are_stored_once_with_crops_that_match_their_frames(scenes, encoder, tmp_path):
@@ -85,10 +82,9 @@ def test_tracks_are_stored_once_with_crops_that_match_their_frames(scenes, encod
 
 def test_search_returns_the_best_crop_of_each_track(scenes, encoder, tmp_path):
     build_footage_index(encoder, [FootageSource(seq(scenes, 1))], tmp_path / "index")
-    records = records_of(tmp_path / "index")
-    snapshot = Snapshot.open(tmp_path / "index")
-    vectors = snapshot.embeddings()
-    snapshot.metadata.close()
+    rows = stored_rows(tmp_path / "index")
+    records = [record for _, record in rows]
+    vectors = stored_vectors(tmp_path / "index", [i for i, _ in rows])
     query = encoder.encode_texts(["a person in a red coat"])[0]
     scores = vectors @ query
     best: dict[int, tuple[float, int]] = {}  # brute force: each track's best crop
@@ -183,7 +179,7 @@ def test_a_second_run_reads_only_new_footage_and_equals_one_run(scenes, encoder,
 
 def test_an_interrupted_run_leaves_the_previous_index(scenes, encoder, tmp_path):
     build_footage_index(encoder, [FootageSource(seq(scenes, 1))], tmp_path / "index")
-    before = current_version(tmp_path / "index")
+    before = stored_rows(tmp_path / "index")
     crops_before = sorted(p.name for p in (tmp_path / "index" / "crops").iterdir())
 
     def broken(pictures):
@@ -195,7 +191,7 @@ def test_an_interrupted_run_leaves_the_previous_index(scenes, encoder, tmp_path)
             build_footage_index(encoder, [FootageSource(seq(scenes, 2))], tmp_path / "index")
     finally:
         del encoder.encode_pictures
-    assert current_version(tmp_path / "index") == before
+    assert stored_rows(tmp_path / "index") == before
     assert sorted(p.name for p in (tmp_path / "index" / "crops").iterdir()) == crops_before
     with Retriever.open(tmp_path / "index", device="cpu") as retriever:
         assert {h.source for h in retriever.search("a person", k=50)} == {
@@ -220,10 +216,10 @@ def test_camera_and_time_filters_apply_to_footage(scenes, encoder, tmp_path):
         assert hits[0].time.endswith("Z") and "." in hits[0].time  # milliseconds
 
 
-def test_a_format_2_image_index_is_searched_as_it_is(tmp_path, encoder):
+def test_a_format_2_image_index_is_migrated_then_searched(tmp_path, encoder):
     write_gallery(tmp_path / "imgs", 4)
     build_index(encoder, tmp_path / "imgs", tmp_path / "index")
-    version = current_version(tmp_path / "index")
+    version = to_legacy(tmp_path / "index")
     conn = sqlite3.connect(version / METADATA)
     for column in ("source", "frame", "box_x", "box_y", "box_w", "box_h", "track"):
         conn.execute(f"ALTER TABLE images DROP COLUMN {column}")
@@ -231,6 +227,9 @@ def test_a_format_2_image_index_is_searched_as_it_is(tmp_path, encoder):
     conn.close()
     manifest = json.loads((version / "manifest.json").read_text())
     (version / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}))
+    with pytest.raises(IndexStoreError, match="format 2 is older.*irra index --out"):
+        Retriever.open(tmp_path / "index", device="cpu")
+    assert main(["index", "--out", str(tmp_path / "index"), "--device", "cpu"]) == 0
     with Retriever.open(tmp_path / "index", device="cpu") as retriever:
         hits = retriever.search("a person", k=4)
     assert len(hits) == 4
@@ -297,7 +296,7 @@ def test_bad_footage_input_is_a_clear_error_and_writes_nothing(scenes, encoder, 
     empty.write_bytes(b"")
     with pytest.raises(FootageError, match="empty.mp4: the video file is empty"):
         build_footage_index(encoder, [FootageSource(empty, bad)], tmp_path / "index")
-    assert not (tmp_path / "index" / "CURRENT").exists()
+    assert not (tmp_path / "index" / "store.sqlite").exists()
     assert not any((tmp_path / "index" / "crops").glob("*/*"))
 
 

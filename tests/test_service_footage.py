@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from retrieval_fixtures import write_gallery, write_model
+from retrieval_fixtures import stored_rows, write_gallery, write_model
 
 from irra.data.synth.scenes import SceneParams, generate_scenes
 from irra.inference import TorchEncoder
 from irra.retrieval import Retriever, build_index
 from irra.retrieval.capture import format_time, parse_time
 from irra.retrieval.footage import FootageSource, build_footage_index
-from irra.retrieval.store import Snapshot
 
 pytest.importorskip("fastapi")
 pytest.importorskip("multipart")
@@ -53,11 +52,7 @@ def _client(index: Path) -> TestClient:
 
 def _records(index: Path) -> dict:
     """Every record of the index by id, read from its metadata store."""
-    snapshot = Snapshot.open(index)
-    try:
-        return snapshot.metadata.get(range(snapshot.metadata.count() + 100))
-    finally:
-        snapshot.metadata.close()
+    return dict(stored_rows(index))
 
 
 def _direct_frame(source: Path, number: int) -> np.ndarray:

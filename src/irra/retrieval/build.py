@@ -156,7 +156,8 @@ def open_for_update(
     image encoded again); with ``rebuild`` every row is removed and ``settings`` replace the
     old ones (ids keep counting: none is given twice). Otherwise the model must be the one
     that built the index, and the index settings not in ``given`` (``index_type``, ``nlist``,
-    ``nprobe``) keep their stored values.
+    ``nprobe``) keep their stored values, as do the image root and the footage mode (the
+    builders check them).
 
     Raises:
         IndexStoreError: another model; the location cannot be opened.
@@ -169,13 +170,10 @@ def open_for_update(
             store.reset(settings)
             return store
         check_same_model(old, settings["model"], out)
-        kept = {k: old.get(k) for k in ("index_type", "nlist", "nprobe") if k not in given}
-        merged = {**settings, **kept, "footage": old.get("footage", settings.get("footage"))}
-        if merged.get("footage") is None:
-            merged.pop("footage")
-        if {k: v for k, v in merged.items() if k != "format_version"} != {
-            k: v for k, v in old.items() if k != "format_version"
-        }:
+        merged = {k: v for k, v in old.items() if k != "format_version"}
+        merged["model"] = settings["model"]  # the same weights; their file may have moved
+        merged.update({k: settings[k] for k in given})
+        if merged != {k: v for k, v in old.items() if k != "format_version"}:
             store.set_settings(merged)
         return store
     except BaseException:

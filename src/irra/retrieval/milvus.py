@@ -61,6 +61,8 @@ META_SUFFIX = "_irra"
 #: Seconds to wait for the server when connecting, and for any one call.
 CONNECT_TIMEOUT_S = 5.0
 CALL_TIMEOUT_S = 120.0
+#: Seconds to wait for a collection to load (a server loads a big one from storage at first).
+LOAD_TIMEOUT_S = 600.0
 COMPACT_TIMEOUT_S = 600.0
 #: Most rows one query returns, and most ids one request names (Milvus's query window).
 WINDOW = 16_384
@@ -236,7 +238,7 @@ class MilvusStore:
         self._check_fields(self.collection, {"id", "vector", *FIELDS})
         with self._errors("load the index"):
             for name in (self.meta, self.collection):
-                self._client.load_collection(name, timeout=CALL_TIMEOUT_S)
+                self._client.load_collection(name, timeout=LOAD_TIMEOUT_S)
             described = self._client.describe_collection(self.collection, timeout=CALL_TIMEOUT_S)
         self.dim = next(
             int(f["params"]["dim"]) for f in described["fields"] if f["name"] == "vector"
@@ -250,6 +252,12 @@ class MilvusStore:
         found = {f["name"] for f in described["fields"]}
         if not fields <= found:
             raise self._foreign(name, f"it lacks the field(s) {', '.join(sorted(fields - found))}")
+
+    def _index_of(self, settings: dict[str, Any]) -> MilvusIndex:
+        try:
+            return index_of(settings)
+        except IndexStoreError as err:
+            raise IndexStoreError(f"{self.location}: {err}") from None
 
     def _foreign(self, name: str, why: str) -> IndexStoreError:
         return IndexStoreError(
@@ -288,7 +296,7 @@ class MilvusStore:
                 f"{self.location}: a new index needs its embedding width (settings 'dim', a "
                 f"positive integer), got {dim!r}"
             )
-        index = index_of(create)
+        index = self._index_of(create)
         pm = self._pymilvus
         if not meta_exists:
             schema = pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -341,7 +349,7 @@ class MilvusStore:
                 name, schema=schema, consistency_level="Strong", timeout=CALL_TIMEOUT_S
             )
             self._client.create_index(name, params, timeout=CALL_TIMEOUT_S, sync=False)
-            self._client.load_collection(name, timeout=CALL_TIMEOUT_S)
+            self._client.load_collection(name, timeout=LOAD_TIMEOUT_S)
 
     def close(self) -> None:
         """Close the connection."""
@@ -420,7 +428,7 @@ class MilvusStore:
         Raises:
             IndexStoreError: settings asking for another index type or parameters.
         """
-        wanted = index_of(settings) if "index_type" in settings else self._index
+        wanted = self._index_of(settings) if "index_type" in settings else self._index
         if (wanted.index_type, wanted.build) != (self._index.index_type, self._index.build):
             raise IndexStoreError(
                 f"{self.location}: the collection has a {self._index.index_type} index "
@@ -584,7 +592,7 @@ class MilvusStore:
 
         The row collection is made anew, so ``dim`` and the index type may change.
         """
-        index_of(settings)
+        self._index_of(settings)
         sources = self._query(self.meta, 'kind == "source"', ["key"], "read the sources")
         with self._errors("reset the index"):
             self._client.drop_collection(self.collection, timeout=CALL_TIMEOUT_S)
@@ -663,6 +671,10 @@ class MilvusStore:
         changed = state != self._seen
         self._seen = state
         return changed
+
+    def maintain(self) -> bool:
+        """Nothing to do: the server indexes sealed segments and merges them on its own."""
+        return False
 
     def compact(self) -> CompactReport:
         """Have the server compact both collections (merge segments, drop deleted rows)."""

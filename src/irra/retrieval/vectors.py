@@ -226,7 +226,7 @@ def search_selected(
     size = int(keep_ids[-1]) + 1
     bits = np.zeros((size + 7) // 8, dtype=np.uint8)
     np.bitwise_or.at(bits, keep_ids >> 3, (1 << (keep_ids & 7)).astype(np.uint8))
-    selector = faiss.IDSelectorBitmap(size, faiss.swig_ptr(bits))
+    selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # n: bytes
     params = faiss.SearchParametersIVF(sel=selector, nprobe=int(index.nlist))
     query = np.ascontiguousarray(np.asarray(query, dtype=np.float32)[None])
     scores, ids = index.search(query, min(k, len(keep_ids)), params=params)
