@@ -10,7 +10,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[train,serve,export,video,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[train,serve,export,video,milvus,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

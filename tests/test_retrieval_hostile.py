@@ -1,26 +1,25 @@
-"""Corrupted, truncated, hostile or half-written index files: a clear error naming the file."""
+"""Corrupted, truncated, hostile or half-written index files: a clear error naming the file, or,
+for the ANN checkpoint (a cache of the database), a rebuild that gives the same results."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from legacy_index import to_legacy
 from retrieval_fixtures import write_gallery, write_model
 
+from irra.cli import main
 from irra.inference import TorchEncoder
 from irra.retrieval import IndexStoreError, Retriever, build_index
-from irra.retrieval.store import CURRENT, MANIFEST, METADATA, VECTORS, current_version
+from irra.retrieval.embedded import DATABASE, EmbeddedStore
 
 QUERY = "a woman in a white dress"
-SRC = Path(__file__).resolve().parents[1] / "src"
-WORKER = Path(__file__).with_name("kill_worker.py")
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +28,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     model = write_model(root / "model")
     write_gallery(root / "imgs", 12)
     build_index(TorchEncoder.from_checkpoint(model, device="cpu"), root / "imgs", root / "index")
+    with EmbeddedStore.open(root / "index", writer=True) as store:
+        store.checkpoint()  # an ANN checkpoint on disk to spoil
     return root / "index", root / "imgs", model
 
 
@@ -36,77 +37,67 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def _manifest(change: Callable[[dict], object]) -> Callable[[Path], None]:
+def _settings(change: Callable[[dict], None]) -> Callable[[Path], None]:
     def edit(path: Path) -> None:
-        data = json.loads(path.read_text())
+        conn = sqlite3.connect(path)
+        text = conn.execute("SELECT value FROM settings WHERE key = 'manifest'").fetchone()[0]
+        data = json.loads(text)
         change(data)
-        path.write_text(json.dumps(data))
+        conn.execute("UPDATE settings SET value = ? WHERE key = 'manifest'", (json.dumps(data),))
+        conn.commit()
+        conn.close()
 
     return edit
 
 
-# (file in the live version or the index folder, how it is spoiled, text expected)
+def _sql(statement: str) -> Callable[[Path], None]:
+    def edit(path: Path) -> None:
+        conn = sqlite3.connect(path)
+        conn.execute(statement)
+        conn.commit()
+        conn.close()
+
+    return edit
+
+
+# (how the database is spoiled, text expected)
 CASES = {
-    "vectors truncated": (VECTORS, _truncate, "corrupted vector file"),
-    "vectors zero bytes": (VECTORS, lambda p: p.write_bytes(b""), "corrupted vector file"),
-    "vectors garbage": (VECTORS, lambda p: p.write_bytes(os.urandom(4096)), "vector file"),
-    "vectors is a pickle": (
-        VECTORS,
+    "database truncated": (_truncate, "index database"),
+    "database zero bytes": (lambda p: p.write_bytes(b""), "index database"),
+    "database garbage": (lambda p: p.write_bytes(os.urandom(8192)), "index database"),
+    "database is a pickle": (
         lambda p: p.write_bytes(b"cos\nsystem\n(S'touch pwned'\ntR."),
-        "vector file",
+        "index database",
     ),
-    "metadata truncated": (METADATA, _truncate, "metadata database"),
-    "metadata garbage": (METADATA, lambda p: p.write_bytes(b"x" * 5000), "metadata database"),
-    "manifest truncated": (MANIFEST, _truncate, "cannot read the index manifest"),
-    "manifest not utf-8": (MANIFEST, lambda p: p.write_bytes(b"\xff\xfe{"), "index manifest"),
-    "manifest deeply nested": (
-        MANIFEST,
-        lambda p: p.write_bytes(b"[" * 100_000 + b"]" * 100_000),
-        "index manifest",
+    "newer format": (
+        _sql("UPDATE settings SET value = '99' WHERE key = 'format_version'"),
+        "index format 99, this irra reads 4; upgrade irra",
     ),
-    "manifest newer format": (
-        MANIFEST,
-        _manifest(lambda d: d.update(format_version=99)),
-        "newer than this irra",
+    "settings not json": (
+        _sql("UPDATE settings SET value = '{nope' WHERE key = 'manifest'"),
+        "unreadable settings",
     ),
-    "manifest version not a number": (
-        MANIFEST,
-        _manifest(lambda d: d.update(format_version="1")),
-        "not a version",
+    "settings without fingerprint": (
+        _settings(lambda d: d["model"].pop("fingerprint")),
+        "lack the model's fingerprint",
     ),
-    "manifest without index_type": (
-        MANIFEST,
-        _manifest(lambda d: d.pop("index_type")),
-        "lacks or mistypes index_type",
-    ),
-    "manifest count differs": (
-        MANIFEST,
-        _manifest(lambda d: d.update(count=13)),
-        "manifest count 13",
-    ),
-    "pointer escapes the folder": (
-        CURRENT,
-        lambda p: p.write_text("v-../../etc\n"),
-        "missing or invalid version",
-    ),
-    "pointer not utf-8": (CURRENT, lambda p: p.write_bytes(b"\xff\xfe"), "cannot read"),
-    "pointer empty": (CURRENT, lambda p: p.write_text(""), "missing or invalid version"),
+    "rows table gone": (_sql("DROP TABLE rows"), "index database"),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_a_spoiled_index_is_refused_naming_the_file(built, tmp_path, case):
+def test_a_spoiled_database_is_refused_naming_the_file(built, tmp_path, case):
     index, _, model = built
     copy = tmp_path / "index"
     shutil.copytree(index, copy)
-    name, spoil, expected = CASES[case]
-    target = copy / CURRENT if name == CURRENT else current_version(copy) / name
-    spoil(target)
+    spoil, expected = CASES[case]
+    spoil(copy / DATABASE)
     cwd = os.getcwd()
     os.chdir(tmp_path)  # a pickle that ran would create tmp_path/pwned
     try:
         with pytest.raises(IndexStoreError) as info:
-            Retriever.open(copy, checkpoint=model, device="cpu")
+            retriever = Retriever.open(copy, checkpoint=model, device="cpu")
+            retriever.search(QUERY, 12)
     finally:
         os.chdir(cwd)
     message = str(info.value)
@@ -115,37 +106,58 @@ def test_a_spoiled_index_is_refused_naming_the_file(built, tmp_path, case):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_an_index_build_killed_mid_way_leaves_the_previous_index(built, tmp_path):
-    _, images, model = built
-    copy, gallery = tmp_path / "index", tmp_path / "imgs"
-    shutil.copytree(images, gallery)
-    build_index(TorchEncoder.from_checkpoint(model, device="cpu"), gallery, copy)
-    before = [
-        (h.path, h.score)
-        for h in Retriever.open(copy, checkpoint=model, device="cpu").search(QUERY, 12)
-    ]
-    write_gallery(gallery, 4, start=100)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
-    # Killed half-way through writing the pointer to the new version: the very last step.
-    argv = ["index", "--checkpoint", str(model), "--images", str(gallery), "--out", str(copy)]
-    proc = subprocess.run(
-        [sys.executable, str(WORKER), f"write:{CURRENT}:1", "--", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert [p.name for p in copy.iterdir() if p.name.endswith(".tmp")], "no partial write"
-    after = [
-        (h.path, h.score)
-        for h in Retriever.open(copy, checkpoint=model, device="cpu").search(QUERY, 16)
-    ]
-    assert after == before
-    # The next build completes and clears what the killed one left.
-    build_index(TorchEncoder.from_checkpoint(model, device="cpu"), gallery, copy)
-    assert len(Retriever.open(copy, checkpoint=model, device="cpu")) == 16
-    leftovers = [p.name for p in copy.iterdir() if p.name.startswith(".") and p.name != ".lock"]
-    assert leftovers == []
-    assert len([p for p in copy.iterdir() if p.name.startswith("v-")]) == 1
+ANN_SPOILS = {
+    "truncated": _truncate,
+    "zero bytes": lambda p: p.write_bytes(b""),
+    "garbage": lambda p: p.write_bytes(os.urandom(4096)),
+    "a pickle": lambda p: p.write_bytes(b"cos\nsystem\n(S'touch pwned'\ntR."),
+    "missing": lambda p: p.unlink(),
+}
+
+
+@pytest.mark.parametrize("case", list(ANN_SPOILS), ids=list(ANN_SPOILS))
+def test_a_spoiled_ann_checkpoint_is_rebuilt_from_the_database(built, tmp_path, case, caplog):
+    index, _, model = built
+    with Retriever.open(index, checkpoint=model, device="cpu") as retriever:
+        before = [(h.id, h.score) for h in retriever.search(QUERY, 12)]
+    copy = tmp_path / "index"
+    shutil.copytree(index, copy)
+    (ann,) = copy.glob("ann-*.faiss")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        ANN_SPOILS[case](ann)
+        with Retriever.open(copy, checkpoint=model, device="cpu") as retriever:
+            after = [(h.id, h.score) for h in retriever.search(QUERY, 12)]
+    finally:
+        os.chdir(cwd)
+    assert [i for i, _ in after] == [i for i, _ in before]
+    assert [s for _, s in after] == pytest.approx([s for _, s in before], abs=1e-5)
+    assert not (tmp_path / "pwned").exists()
+    if case != "missing":
+        assert "ANN checkpoint" in caplog.text
+
+
+def test_a_legacy_index_with_a_hostile_pointer_is_refused(built, tmp_path):
+    index, _, model = built
+    copy = tmp_path / "index"
+    shutil.copytree(index, copy)
+    to_legacy(copy)
+    (copy / "CURRENT").write_text("v-../../etc\n")
+    assert main(["index", "--out", str(copy), "--device", "cpu"]) == 2
+    with pytest.raises(IndexStoreError, match="missing or invalid version"):
+        from irra.retrieval.legacy import migrate
+
+        migrate(copy)
+    assert (copy / "CURRENT").exists() and not (copy / DATABASE).exists()  # left as it was
+
+
+def test_a_second_writer_is_refused_with_a_message(built, tmp_path):
+    index, images, model = built
+    copy = tmp_path / "index"
+    shutil.copytree(index, copy)
+    with EmbeddedStore.open(copy, writer=True):
+        with pytest.raises(IndexStoreError, match="another process is writing this index"):
+            build_index(TorchEncoder.from_checkpoint(model, device="cpu"), images, copy)
+        assert main(["delete", "--index", str(copy), "--id", "1"]) == 2
+    assert main(["delete", "--index", str(copy), "--id", "1"]) == 0  # once it has finished
