@@ -73,6 +73,8 @@ class Shape:
         spread_shape: Gamma shape of the per-identity (per-query) scale of that offset.
         tail: expected squared length of isotropic noise over all ``dim`` directions.
         query: expected squared length of a query's offset from its identity centre.
+        text_mean: length of the mean direction shared by every query (another direction than
+            the images': the gap between the two modalities).
         per_identity: images per identity.
     """
 
@@ -84,6 +86,7 @@ class Shape:
     spread_shape: float = 2.0
     tail: float = 0.008
     query: float = 0.26
+    text_mean: float = 0.3
     per_identity: int = 4
 
 
@@ -115,10 +118,11 @@ def _shares(rank: int) -> np.ndarray:
 
 
 def _basis(dim: int, rank: int, seed: int) -> np.ndarray:
-    """(rank + 1, dim) float32 orthonormal rows: the mean direction, then the signal ones."""
-    if dim <= rank:
-        raise ValueError(f"dim ({dim}) must exceed rank ({rank})")
-    gauss = np.random.default_rng([seed, 0]).standard_normal((dim, rank + 1))
+    """(rank + 2, dim) float32 orthonormal rows: the images' mean direction, the texts' mean
+    direction, then the signal directions."""
+    if dim < rank + 2:
+        raise ValueError(f"dim ({dim}) must be at least rank + 2 ({rank + 2})")
+    gauss = np.random.default_rng([seed, 0]).standard_normal((dim, rank + 2))
     q, _ = np.linalg.qr(gauss)
     return np.ascontiguousarray(q.T, dtype=np.float32)
 
@@ -150,7 +154,7 @@ def _scales(shape: Shape, rng: np.random.Generator, count: int) -> np.ndarray:
 def _finish(signal: np.ndarray, basis: np.ndarray, tail: float, rng: np.random.Generator) -> (
     np.ndarray
 ):
-    """Rows ``signal`` (m, rank + 1) in the basis, plus isotropic tail noise, normalised."""
+    """Rows ``signal`` (m, rank + 2) in the basis, plus isotropic tail noise, normalised."""
     dim = basis.shape[1]
     rows = rng.standard_normal((len(signal), dim), dtype=np.float32)
     rows *= np.float32(math.sqrt(tail / dim))
@@ -188,10 +192,10 @@ def clustered_vectors(
         owner = np.arange(rows) // per
         spread = np.sqrt(shape.instance * _scales(shape, _rng(seed, chunk, 1), identities))
         offsets = _rng(seed, chunk, 2).standard_normal((rows, shape.rank), dtype=np.float32)
-        signal = np.empty((rows, shape.rank + 1), dtype=np.float32)
+        signal = np.zeros((rows, shape.rank + 2), dtype=np.float32)
         signal[:, 0] = shape.mean
-        signal[:, 1:] = _centres(shape, seed, chunk, identities)[owner]
-        signal[:, 1:] += offsets * sqrt_shares * spread[owner, None]
+        signal[:, 2:] = _centres(shape, seed, chunk, identities)[owner]
+        signal[:, 2:] += offsets * sqrt_shares * spread[owner, None]
         out[start : start + rows] = _finish(signal, basis, shape.tail, _rng(seed, chunk, 3))
     return out, np.arange(n, dtype=np.int64) // per
 
@@ -220,14 +224,15 @@ def queries_like(
     identities = -(-n // shape.per_identity)
     rng = np.random.default_rng([seed, query_seed, 7])
     chosen = rng.integers(0, identities, count)
-    signal = np.zeros((count, shape.rank + 1), dtype=np.float32)
+    signal = np.zeros((count, shape.rank + 2), dtype=np.float32)
+    signal[:, 1] = shape.text_mean
     for chunk in np.unique(chosen // CHUNK_IDS):
         mine = chosen // CHUNK_IDS == chunk
         local = chosen[mine] % CHUNK_IDS
-        signal[mine, 1:] = _centres(shape, seed, int(chunk), int(local.max()) + 1)[local]
+        signal[mine, 2:] = _centres(shape, seed, int(chunk), int(local.max()) + 1)[local]
     spread = np.sqrt(shape.query * _scales(shape, rng, count))
     offsets = rng.standard_normal((count, shape.rank), dtype=np.float32)
-    signal[:, 1:] += offsets * np.sqrt(_shares(shape.rank)) * spread[:, None]
+    signal[:, 2:] += offsets * np.sqrt(_shares(shape.rank)) * spread[:, None]
     return _finish(signal, _basis(dim, shape.rank, seed), shape.tail, rng), chosen
 
 

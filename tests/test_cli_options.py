@@ -14,6 +14,7 @@ from test_train_run import brute_force_metrics
 from irra.cli import main
 from irra.data import build_eval_loaders, build_eval_transform, read_dataset
 from irra.model import CLIPConfig, TextConfig, VisionConfig, build_model, save_model
+from irra.retrieval.store import open_store
 
 QUERY = "a woman in a red dress"
 
@@ -72,7 +73,8 @@ def test_ivf_index_cli_options_and_search_nprobe(tmp_path, capsys):
     argv = ["index", "--checkpoint", str(model), "--images", str(tmp_path / "imgs")]
     argv += ["--out", str(index), "--index-type", "ivf", "--nlist", "4", "--nprobe", "1"]
     assert main([*argv, "--workers", "0", "--device", "cpu", "--precision", "fp32"]) == 0
-    manifest = json.loads(next(index.glob("**/manifest.json")).read_text())
+    with open_store(index) as store:
+        manifest = store.settings()
     assert (manifest["index_type"], manifest["nlist"], manifest["nprobe"]) == ("ivf", 4, 1)
 
     exact = [p for p, _ in brute_force_ranking(tiny_model(), tmp_path / "imgs", paths, QUERY)]

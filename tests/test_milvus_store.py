@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from irra.retrieval import milvus
 from irra.retrieval.milvus import MilvusStore, collection_exists
 from irra.retrieval.milvus_expr import prefix_upper_bound, string_literal
 from irra.retrieval.query import SearchFilter
@@ -383,17 +384,26 @@ def test_milvus_a_second_client_sees_writes_at_once(milvus_uri: str) -> None:
     ],
 )
 def test_milvus_approximate_indexes_are_built_and_searched(
-    milvus_uri: str,
-    settings: dict,
-    searched: dict,
+    milvus_uri: str, settings: dict, searched: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = np.random.default_rng(10)
     vectors = unit_rows(rng, 200)
     with MilvusStore.open(milvus_uri, create={**SETTINGS, **settings}) as store:
         assert store._index.search == searched
-        ids = store.append(make_records(rng, 200), vectors)
+        records = make_records(rng, 200)
+        ids = store.append(records, vectors)
         found = store.search(vectors[:5], 1)[1]
         assert found[:, 0].tolist() == ids[:5].tolist()
+        where = SearchFilter(cameras=["c1"])
+        keep = np.array([passes(where, r) for r in records])
+        queries = unit_rows(rng, 4)
+        exact = np.where(keep, queries @ vectors.T, -np.inf)
+        order = np.argsort(-exact, axis=1)[:, :5]
+        for gather in (milvus.EXACT_ROWS, 0):  # scored from the stored vectors; by the server
+            monkeypatch.setattr(milvus, "EXACT_ROWS", gather)
+            scores, found = store.search(queries, 5, where)
+            np.testing.assert_array_equal(found, ids[order])
+            np.testing.assert_allclose(scores, np.take_along_axis(exact, order, 1), atol=1e-5)
 
 
 @pytest.mark.parametrize(

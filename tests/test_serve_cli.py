@@ -150,3 +150,50 @@ def test_serve_warns_when_listening_beyond_this_machine(index):
     finally:
         err = stop(process)
     assert "listening on 0.0.0.0: anyone who can reach this address can search" in err
+
+
+def test_a_running_server_sees_appends_and_deletes_within_two_seconds(index, tmp_path):
+    folder, images, _ = index
+    live, gallery = tmp_path / "index", tmp_path / "imgs"
+    import shutil
+
+    shutil.copytree(images, gallery)
+    model = str(Path(folder).parent / "model")
+    argv = ["index", "--checkpoint", model, "--images", str(gallery), "--out", str(live)]
+    assert main([*argv, "--workers", "0", "--device", "cpu"]) == 0
+    port = free_port()
+    process = start_serve("--index", str(live), "--port", str(port), "--device", "cpu")
+    url = f"http://127.0.0.1:{port}/api/search"
+
+    def found() -> dict[str, int]:
+        results = get_json(url, {"query": QUERY, "k": 100})["results"]
+        return {r["path"]: r["id"] for r in results}
+
+    try:
+        wait_for_line(process, "serving")
+        before = found()
+        assert len(before) == 12
+        added = write_gallery(gallery, 10, start=500)
+        assert main([*argv, "--workers", "0", "--device", "cpu"]) == 0  # while it serves
+        done = time.monotonic()
+        while len(now := found()) != 22:
+            assert time.monotonic() - done < 2.0, f"{len(now)} images seen after 2 s"
+            time.sleep(0.05)
+        assert set(now) == set(before) | set(added)
+        assert all(now[p] == i for p, i in before.items())  # ids did not move
+        gone = sorted(now.values())[::4][:5]
+        delete = ["delete", "--index", str(live)] + [f"--id={i}" for i in gone]
+        assert main(delete) == 0
+        done = time.monotonic()
+        while set(gone) & set((now := found()).values()):
+            assert time.monotonic() - done < 2.0, "deleted images still returned after 2 s"
+            time.sleep(0.05)
+        assert len(now) == 17
+        for image_id in gone:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/images/{image_id}")
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(request, timeout=30)
+            assert info.value.code == 404
+    finally:
+        err = stop(process)
+    assert "Traceback" not in err, err

@@ -74,6 +74,10 @@ MAX_ID = 2**53
 INSERT_BYTES = 16 << 20
 #: Queries per search request.
 SEARCH_BATCH = 256
+#: A filtered search of an approximate index scores the passing rows exactly (here, from
+#: their stored vectors) when at most this many pass: a graph or cell search that skips the
+#: rows failing a selective filter returns fewer than k (measured in docs/milvus.md).
+EXACT_ROWS = 4096
 
 #: irra index type -> Milvus index type (``docs/milvus.md`` says which to use when).
 MILVUS_INDEX_TYPES = {"flat": "FLAT", "ivf": "IVF_FLAT", "ivf-sq8": "IVF_SQ8", "hnsw": "HNSW"}
@@ -710,6 +714,10 @@ class MilvusStore:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` of each query (Q, D) among the rows passing ``where``.
 
+        A flat index is exact. An approximate one is searched by the server, except that a
+        filter passing at most :data:`EXACT_ROWS` rows is searched exactly (one query fetches
+        their vectors).
+
         Returns:
             scores (Q, k') float32 inner products, best first, and ids (Q, k') int64, k' =
             min(k, rows passing); a query that finds fewer (an approximate index) is padded
@@ -722,6 +730,8 @@ class MilvusStore:
             )
         k = int(k)
         expr = _written(filter_expression, where)
+        if expr and k > 0 and self._index.index_type != "FLAT" and self.count(where) <= EXACT_ROWS:
+            return self._search_exactly(queries, k, expr)
         hits: list[list[dict[str, Any]]] = []
         if k > 0:
             for start in range(0, len(queries), SEARCH_BATCH):
@@ -749,6 +759,17 @@ class MilvusStore:
             scores[row, : len(found)] = [h["distance"] for h in found]
             ids[row, : len(found)] = [h["id"] for h in found]
         return scores, ids
+
+    def _search_exactly(
+        self, queries: np.ndarray, k: int, expr: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top ``k`` among the (few) rows passing ``expr``, scored from their vectors."""
+        rows = self._query(self.collection, expr, ["id", "vector"], "search")
+        ids = np.fromiter((row["id"] for row in rows), np.int64, len(rows))
+        stored = np.asarray([row["vector"] for row in rows], np.float32).reshape(-1, self.dim)
+        scores = queries @ stored.T
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, len(rows))]
+        return np.take_along_axis(scores, order, axis=1), ids[order]
 
 
 def _record(row: dict[str, Any]) -> ImageRecord:
