@@ -139,11 +139,10 @@ def main() -> None:
         index = tmp / "index-False-0"
         pngs = list((index / "crops").rglob("*.png"))
         sizes = [p.stat().st_size for p in pngs]
-        from irra.retrieval.store import Snapshot
+        from irra.retrieval.store import open_store
 
-        snapshot = Snapshot.open(index)
-        records = snapshot.metadata.all()[:20]
-        snapshot.metadata.close()
+        with open_store(index) as store:
+            records = [record for _, record in store.rows()][:20]
         seek_ms = []
         for r in records:
             t, image = timed(lambda r=r: source.frame(r.frame).image)

@@ -29,28 +29,27 @@ from irra.footage import Detection, open_footage, read_mot, select_detections, t
 from irra.inference import open_encoder
 from irra.retrieval import Retriever
 from irra.retrieval.footage import FootageSource, build_footage_index
-from irra.retrieval.store import Snapshot
+from irra.retrieval.store import open_store
 
 
 def person_of_entries(index: Path, sequences: list[Path], per_frame: bool) -> dict[int, tuple]:
     """Entry id -> (sequence name, ground-truth person id or None)."""
-    snapshot = Snapshot.open(index)
-    records = snapshot.metadata.all()
-    snapshot.metadata.close()
+    with open_store(index) as store:
+        rows = list(store.rows())
     out: dict[int, tuple] = {}
     for seq in sequences:
         footage = open_footage(seq)
         truth = read_mot(seq / "gt" / "gt.txt").detections
         dets = read_mot(seq / "det" / "det.txt", frame_size=footage.size).detections
         if per_frame:
-            mine = [(i, r) for i, r in enumerate(records) if Path(r.source).stem in seq.name]
+            mine = [(i, r) for i, r in rows if Path(r.source).stem in seq.name]
             boxes = [Detection(r.frame, r.box, track=i) for i, r in mine]
             mapping = truth_of_tracks(truth, boxes)
             out.update({i: (seq.name, mapping[i]) for i, _ in mine})
         else:
             tracked = select_detections(dets, per_track=None, frame_size=footage.size)
             mapping = truth_of_tracks(truth, tracked)
-            for i, r in enumerate(records):
+            for i, r in rows:
                 if Path(r.source).stem in seq.name:
                     out[i] = (seq.name, mapping.get(r.track))
     return out
@@ -109,9 +108,8 @@ def main() -> None:
         for i, (name, (sources, per_frame)) in enumerate(runs.items()):
             index = out / f"index-{i}"
             build_footage_index(encoder, sources, index, per_frame=per_frame, rebuild=True)
-            snapshot = Snapshot.open(index)
-            records = snapshot.metadata.all()
-            snapshot.metadata.close()
+            with open_store(index) as store:
+                records = [record for _, record in store.rows()]
             per_seq = [sum(Path(r.source).stem in s.name for r in records) for s in sequences]
             r1, r5, total = ranks(index, sequences, per_frame)
             cells = " | ".join(f"{n:,}" for n in per_seq)

@@ -153,12 +153,11 @@ def helper_images(split) -> np.ndarray:
 def end_to_end(index: Path, split, helper: np.ndarray, count: int) -> None:
     """p50 / p99 ms of ``Retriever.search`` (k 10, query encoding included) per query kind."""
     from irra.retrieval import Retriever
-    from irra.retrieval.store import Snapshot
+    from irra.retrieval.store import open_store
 
-    snapshot = Snapshot.open(index)
-    root = Path(snapshot.manifest["images_root"])
-    ids = {r.path: i for i, r in enumerate(snapshot.metadata.all())}
-    snapshot.metadata.close()
+    with open_store(index) as store:
+        root = Path(store.settings()["images_root"])
+        ids = {r.path: i for i, r in store.rows()}
     image_ids = [ids[Path(p).resolve().relative_to(root).as_posix()] for p in split.image_paths]
     kinds = {
         "text": lambda r, q, rr: r.search(split.captions[q], 10, rerank=rr),

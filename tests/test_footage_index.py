@@ -316,3 +316,29 @@ def test_a_truncated_video_indexes_what_decodes_and_reports_the_rest(scenes, enc
     assert any("cut.mp4" in p and "beyond the last frame" in p for p in report.problems)
     with pytest.raises(ValueError, match="every must be a positive integer"):
         build_footage_index(encoder, [FootageSource(cut, det)], tmp_path / "x", every=0)
+
+
+def test_deleting_footage_removes_its_rows_and_crop_files(scenes, encoder, tmp_path, capsys):
+    one, two = seq(scenes, 1), seq(scenes, 2)
+    index = tmp_path / "index"
+    build_footage_index(encoder, [FootageSource(one), FootageSource(two)], index)
+    rows = stored_rows(index)
+    pngs = {p.relative_to(index).as_posix() for p in (index / "crops").rglob("*.png")}
+    assert pngs == {r.path for _, r in rows}  # every stored crop belongs to a row
+    source = str(one.resolve())
+    track = next(r.track for _, r in rows if r.source == source)
+    capsys.readouterr()
+    assert main(["delete", "--index", str(index), "--track", f"{one}:{track}"]) == 0
+    in_track = {i for i, r in rows if (r.source, r.track) == (source, track)}
+    assert f"deleted {len(in_track)} rows" in capsys.readouterr().out
+    assert main(["delete", "--index", str(index), "--source", str(two)]) == 0
+    left = stored_rows(index)
+    assert {i for i, _ in left} == {i for i, r in rows if r.source == source} - in_track
+    pngs = {p.relative_to(index).as_posix() for p in (index / "crops").rglob("*.png")}
+    assert pngs == {r.path for _, r in left}  # the deleted crops left the disk
+    with Retriever.open(index, device="cpu") as retriever:
+        hits = retriever.search("a person", k=100)
+    assert {h.id for h in hits} <= {i for i, _ in left} and hits
+    # the next run reads the second camera again (its rows are gone, its signature stays)
+    report = build_footage_index(encoder, [FootageSource(one), FootageSource(two)], index)
+    assert report.kept == 2 and report.total == len(left)

@@ -253,6 +253,10 @@ def test_milvus_an_existing_path_is_refused(milvus_uri: str) -> None:
         bad = ImageRecord("bad-\udcff.jpg", 1, 1)  # a lone surrogate: not UTF-8
         with pytest.raises(IndexStoreError, match="UTF-8"):
             store.append([bad], unit_rows(rng, 1))
+        with pytest.raises(IndexStoreError, match="UTF-8"):
+            store.set_source("/v/\udcff.mp4", {"size": 1})
+        with pytest.raises(IndexStoreError, match="at most 65535 bytes"):
+            store.append([ImageRecord("x" * 65536, 1, 1)], unit_rows(rng, 1))
         assert store.count() == 3
 
 

@@ -49,7 +49,7 @@ def _tracks(values: list[str]) -> list[tuple[str, int]]:
             tracks.append((source, int(number)))
         except ValueError:
             raise ValueError(
-                f"--track {value!r}: write SOURCE:TRACK, e.g. cam3.mp4:12 (the track id is a number)"
+                f"--track {value!r}: write SOURCE:TRACK, e.g. cam3.mp4:12 (a numeric track id)"
             ) from None
         if not source:
             raise ValueError(f"--track {value!r}: the source is missing; write SOURCE:TRACK")

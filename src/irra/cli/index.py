@@ -35,9 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--images", help="folder of images (default when updating: the indexed one)")
     p.add_argument(
         "--index-type",
-        choices=INDEX_TYPES,
+        choices=(*INDEX_TYPES, "hnsw"),
         help="flat: exact search (default); ivf, ivf-sq8, ivf-pq: approximate, for millions of "
-        "images (docs/index-store.md); kept by later updates",
+        "images (docs/index-store.md); hnsw: Milvus only (docs/milvus.md); kept by updates",
     )
     p.add_argument("--nlist", type=int, help="ivf: number of cells (default about sqrt(N))")
     p.add_argument(

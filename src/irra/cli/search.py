@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("query", nargs="?", help='description, e.g. "a man in a black jacket"')
-    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--index", required=True, help="index folder, or milvus://HOST:PORT/COLLECTION")
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     parts = p.add_argument_group("query parts (repeatable; each may be followed by --weight W)")
     parts.add_argument(
@@ -119,7 +119,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     output.add_argument("--paths", action="store_true", help="print one file path per line")
     p.add_argument("--grid", metavar="PNG", help="save the query and its top-k thumbnails")
-    p.add_argument("--nprobe", type=int, help="ivf index: cells scanned (more = more exact)")
+    p.add_argument(
+        "--nprobe", type=int, help="approximate index: cells scanned (more = more exact)"
+    )
     p.set_defaults(parts=None, text_weight=1.0)
     add_engine_args(
         p,

@@ -23,10 +23,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "only unless --host says otherwise."
         ),
     )
-    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--index", required=True, help="index folder, or milvus://HOST:PORT/COLLECTION")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--nprobe", type=int, help="ivf index: cells scanned per query")
+    p.add_argument("--nprobe", type=int, help="approximate index: cells scanned per query")
     add_engine_args(
         p,
         checkpoint_help="the model, if it moved since the index was built, or an export directory "

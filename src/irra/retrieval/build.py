@@ -34,7 +34,6 @@ from irra.retrieval.store import (
     open_store,
     store_exists,
 )
-from irra.retrieval.vectors import check_index_type
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ def store_settings(
         },
         "dim": encoder.dim,
         "metric": "inner_product",
-        "index_type": check_index_type(index_type),
+        "index_type": index_type,  # each engine checks the types it offers
         "nlist": nlist,
         "nprobe": nprobe,
     }
@@ -184,6 +183,13 @@ def open_for_update(
 def discard_store(out: str | os.PathLike[str]) -> None:
     """Remove a store this run created and could not fill (a failed first build)."""
     if is_milvus(out):
+        from irra.retrieval.milvus import MilvusStore
+
+        store = MilvusStore.open(str(out))
+        try:
+            store.drop()
+        finally:
+            store.close()
         return
     from irra.retrieval.embedded import DATABASE, LOCK
 

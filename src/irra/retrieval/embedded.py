@@ -40,7 +40,17 @@ from typing import Any
 
 import numpy as np
 
+from irra.retrieval.ann_view import AnnView
 from irra.retrieval.query import SearchFilter
+from irra.retrieval.sqlite_rows import (
+    FIELDS,
+    blob,
+    connect,
+    matrix,
+    record_of,
+    record_values,
+    selector_sql,
+)
 from irra.retrieval.store import (
     FORMAT_VERSION,
     CompactReport,
@@ -50,14 +60,11 @@ from irra.retrieval.store import (
     RowSelector,
 )
 from irra.retrieval.vectors import (
-    EXACT_STORAGE,
     SUBSET_FRACTION,
-    add_vectors,
     build_vector_index,
     check_index_type,
     index_type_of,
     read_vector_index,
-    remove_vectors,
     search_selected,
     set_nprobe,
     stored_rows,
@@ -77,162 +84,12 @@ RETRAIN_GROWTH = 4.0
 #: Candidates re-scored with exact vectors per result, for the quantised types.
 REFINE = 4
 
-_FIELDS = (
-    "path",
-    "size",
-    "mtime_ns",
-    "identity",
-    "camera",
-    "time",
-    "source",
-    "frame",
-    "box_x",
-    "box_y",
-    "box_w",
-    "box_h",
-    "track",
-)
-_SCHEMA = f"""
-CREATE TABLE rows (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    path TEXT NOT NULL UNIQUE, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    identity TEXT, camera TEXT, time REAL, source TEXT, frame INTEGER,
-    box_x INTEGER, box_y INTEGER, box_w INTEGER, box_h INTEGER, track INTEGER,
-    seq INTEGER NOT NULL, vector BLOB NOT NULL);
-CREATE INDEX rows_seq ON rows(seq);
-CREATE INDEX rows_source ON rows(source, track);
-CREATE INDEX rows_identity ON rows(identity);
-CREATE INDEX rows_time ON rows(time);
-CREATE TABLE tombstones (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, row_seq INTEGER NOT NULL);
-CREATE INDEX tombstones_seq ON tombstones(seq);
-CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE sources (path TEXT PRIMARY KEY, signature TEXT NOT NULL);
-INSERT INTO settings VALUES ('format_version', '{FORMAT_VERSION}'), ('seq', '0'),
-    ('purged_seq', '0');
-"""
-
 
 def folder_holds_index(folder: str | os.PathLike[str]) -> bool:
     """Whether ``folder`` holds an index: this format, or an older one to migrate."""
     from irra.retrieval.legacy import is_legacy_index
 
     return (Path(folder) / DATABASE).is_file() or is_legacy_index(folder)
-
-
-def record_values(record: ImageRecord) -> tuple[Any, ...]:
-    """The values of :data:`_FIELDS` for ``record``."""
-    box = record.box if record.box is not None else (None,) * 4
-    return (
-        record.path,
-        int(record.size),
-        int(record.mtime_ns),
-        record.identity,
-        record.camera,
-        None if record.time is None else float(record.time),
-        record.source,
-        None if record.frame is None else int(record.frame),
-        *(None if v is None else int(v) for v in box),
-        None if record.track is None else int(record.track),
-    )
-
-
-def record_of(row: Sequence[Any]) -> ImageRecord:
-    """A row of :data:`_FIELDS` values -> :class:`ImageRecord`."""
-    box = None if row[8] is None else (int(row[8]), int(row[9]), int(row[10]), int(row[11]))
-    return ImageRecord(*row[:8], box=box, track=row[12])
-
-
-class _Memory:
-    """A reader's view: the ANN index and the filter columns of the live rows at commit ``seq``.
-
-    ``ids`` (N,) int64 ascending; ``cameras``/``identities`` (N,) int32 codes (-1: none) into
-    ``camera_names``/``identity_names``; ``times`` (N,) float64 (NaN: none).
-    """
-
-    def __init__(self, ann: Any, seq: int) -> None:
-        self.ann, self.seq = ann, seq
-        self.ids = np.empty(0, np.int64)
-        self.cameras = np.empty(0, np.int32)
-        self.identities = np.empty(0, np.int32)
-        self.times = np.empty(0, np.float64)
-        self.camera_names: dict[str, int] = {}
-        self.identity_names: dict[str, int] = {}
-
-    @property
-    def exact(self) -> bool:
-        return index_type_of(self.ann) in EXACT_STORAGE
-
-    def remove(self, ids: np.ndarray) -> None:
-        """Forget rows (ids not held are ignored)."""
-        if not len(ids):
-            return
-        remove_vectors(self.ann, ids)
-        gone = np.isin(self.ids, ids)
-        if gone.any():
-            keep = ~gone
-            self.ids, self.cameras = self.ids[keep], self.cameras[keep]
-            self.identities, self.times = self.identities[keep], self.times[keep]
-
-    def add(self, rows: list[tuple[Any, ...]], vectors: np.ndarray | None) -> None:
-        """Add rows ``(id, camera, identity, time)``; their vectors (n, D) unless already held."""
-        if not rows:
-            return
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        if vectors is not None:
-            add_vectors(self.ann, vectors, ids)
-        cameras = _codes([r[1] for r in rows], self.camera_names)
-        identities = _codes([r[2] for r in rows], self.identity_names)
-        times = np.array([np.nan if r[3] is None else r[3] for r in rows], np.float64)
-        self.ids = np.concatenate([self.ids, ids])
-        self.cameras = np.concatenate([self.cameras, cameras])
-        self.identities = np.concatenate([self.identities, identities])
-        self.times = np.concatenate([self.times, times])
-        if len(self.ids) > len(ids) and self.ids[-len(ids) - 1] > ids[0]:  # migrated ids
-            order = np.argsort(self.ids, kind="stable")
-            self.ids, self.cameras = self.ids[order], self.cameras[order]
-            self.identities, self.times = self.identities[order], self.times[order]
-
-    def mask(self, where: SearchFilter, under_ids: np.ndarray | None) -> np.ndarray:
-        """(N,) bool: the rows passing a checked filter (``under_ids``: the ids under its
-        folder, sorted)."""
-        keep = np.ones(len(self.ids), dtype=bool)
-        if where.cameras:
-            keep &= _isin(self.cameras, self.camera_names, where.cameras)
-        if where.identities:
-            keep &= _isin(self.identities, self.identity_names, where.identities)
-        after, before = where.time_range
-        if after is not None:
-            keep &= self.times >= after  # a row without a time (NaN) never passes
-        if before is not None:
-            keep &= self.times <= before
-        if under_ids is not None:
-            keep &= np.isin(self.ids, under_ids, assume_unique=True)
-        return keep
-
-
-def _codes(values: list[str | None], names: dict[str, int]) -> np.ndarray:
-    return np.fromiter(
-        (-1 if v is None else names.setdefault(v, len(names)) for v in values),
-        dtype=np.int32,
-        count=len(values),
-    )
-
-
-def _isin(codes: np.ndarray, names: dict[str, int], wanted: Sequence[str]) -> np.ndarray:
-    known = [names[w] for w in wanted if w in names]
-    if not known:
-        return np.zeros(len(codes), dtype=bool)
-    return np.isin(codes, np.asarray(known, dtype=np.int32))
-
-
-def _blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
-def _matrix(blobs: Sequence[bytes], dim: int) -> np.ndarray:
-    if not blobs:
-        return np.empty((0, dim), np.float32)
-    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
 
 
 class EmbeddedStore:
@@ -247,7 +104,7 @@ class EmbeddedStore:
         self._conn = conn
         self._lock_handle = lock_handle
         self._lock = threading.RLock()
-        self._memory: _Memory | None = None
+        self._memory: AnnView | None = None
         self._nprobe: int | None = None
         settings = self.settings()
         self.dim = int(settings.get("dim", 0))
@@ -289,7 +146,7 @@ class EmbeddedStore:
             writer = True
         lock_handle = _take_writer_lock(folder) if writer else None
         try:
-            conn = _connect(database, create=not database.is_file())
+            conn = connect(database, create=not database.is_file())
             store = cls(folder, conn, lock_handle)
             if create is not None and not store.settings().get("model"):
                 store.set_settings(create)
@@ -416,12 +273,12 @@ class EmbeddedStore:
             row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'rows'").fetchone()
             first = (row[0] if row else -1) + 1
             ids = np.arange(first, first + len(records), dtype=np.int64)
-            marks = ", ".join("?" * (len(_FIELDS) + 3))
+            marks = ", ".join("?" * (len(FIELDS) + 3))
             try:
                 conn.executemany(
-                    f"INSERT INTO rows (id, {', '.join(_FIELDS)}, seq, vector) VALUES ({marks})",
+                    f"INSERT INTO rows (id, {', '.join(FIELDS)}, seq, vector) VALUES ({marks})",
                     (
-                        (int(i), *record_values(r), seq, _blob(v))
+                        (int(i), *record_values(r), seq, blob(v))
                         for i, r, v in zip(ids, records, vectors, strict=True)
                     ),
                 )
@@ -438,7 +295,7 @@ class EmbeddedStore:
             return
         with self._write() as conn:
             seq = self._next_seq(conn)
-            sets = ", ".join(f"{f} = ?" for f in _FIELDS)
+            sets = ", ".join(f"{f} = ?" for f in FIELDS)
             conn.executemany(
                 f"UPDATE rows SET {sets}, seq = ? WHERE id = ?",
                 ((*record_values(r), seq, int(i)) for i, r in zip(ids, records, strict=True)),
@@ -448,10 +305,10 @@ class EmbeddedStore:
         """Remove the selected rows in one transaction; returns (id, record) of each."""
         if selector.is_empty:
             return []
-        where, params = _selector_sql(selector)
+        where, params = selector_sql(selector)
         with self._write() as conn:
             found = conn.execute(
-                f"SELECT id, seq, {', '.join(_FIELDS)} FROM rows WHERE {where} ORDER BY id", params
+                f"SELECT id, seq, {', '.join(FIELDS)} FROM rows WHERE {where} ORDER BY id", params
             ).fetchall()
             if not found:
                 return []
@@ -487,7 +344,7 @@ class EmbeddedStore:
             return {}
         with self._lock, self._errors("read"):
             rows = self._conn.execute(
-                f"SELECT id, {', '.join(_FIELDS)} FROM rows "
+                f"SELECT id, {', '.join(FIELDS)} FROM rows "
                 "WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(ids),),
             ).fetchall()
@@ -520,7 +377,7 @@ class EmbeddedStore:
         """Every (id, record) in id order."""
         with self._lock, self._errors("read"):
             rows = self._conn.execute(
-                f"SELECT id, {', '.join(_FIELDS)} FROM rows ORDER BY id"
+                f"SELECT id, {', '.join(FIELDS)} FROM rows ORDER BY id"
             ).fetchall()
         for row in rows:
             yield int(row[0]), record_of(row[1:])
@@ -589,7 +446,7 @@ class EmbeddedStore:
         return scores, ids
 
     def _search_one(
-        self, memory: _Memory, query: np.ndarray, k: int, keep: np.ndarray | None
+        self, memory: AnnView, query: np.ndarray, k: int, keep: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         total = len(memory.ids)
         passing = total if keep is None else len(keep)
@@ -609,23 +466,23 @@ class EmbeddedStore:
         if keep is not None and len(ids) < k:  # the probed cells held too few passing rows
             return self._gather(memory, query, keep, k)
         if not memory.exact:
-            scores = self._exact_matrix(ids.tolist()) @ query
+            scores = self._exactmatrix(ids.tolist()) @ query
         return top_k(scores, ids, k)
 
     def _gather(
-        self, memory: _Memory, query: np.ndarray, keep: np.ndarray, k: int
+        self, memory: AnnView, query: np.ndarray, keep: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top ``k`` among ``keep`` ids: their vectors scored one by one."""
-        rows = stored_rows(memory.ann, keep) if memory.exact else self._exact_matrix(keep.tolist())
+        rows = stored_rows(memory.ann, keep) if memory.exact else self._exactmatrix(keep.tolist())
         return top_k(rows @ query, keep, k)
 
-    def _exact_matrix(self, ids: list[int]) -> np.ndarray:
+    def _exactmatrix(self, ids: list[int]) -> np.ndarray:
         found = self._exact(ids)
         return np.stack([found[i] for i in ids]) if ids else np.empty((0, self.dim), np.float32)
 
     # -- the reader's memory -------------------------------------------------------------------
 
-    def _current(self) -> _Memory:
+    def _current(self) -> AnnView:
         """The in-memory view, loaded on first use and brought up to the last commit."""
         if self._memory is None:
             self._memory = self._load()
@@ -652,7 +509,7 @@ class EmbeddedStore:
                 self._memory = self._load()
             return True
 
-    def _catch_up(self, memory: _Memory, since: int) -> None:
+    def _catch_up(self, memory: AnnView, since: int) -> None:
         """Apply rows and tombstones committed after ``since`` (inside a read snapshot).
 
         A row updated since (new metadata, same vector) is removed and added again.
@@ -663,7 +520,7 @@ class EmbeddedStore:
             (since,),
         ).fetchall()
         memory.remove(np.fromiter((r[0] for r in gone + rows), np.int64, len(gone) + len(rows)))
-        memory.add([r[:4] for r in rows], _matrix([r[4] for r in rows], self.dim))
+        memory.add([r[:4] for r in rows], matrix([r[4] for r in rows], self.dim))
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[None]:
@@ -674,7 +531,7 @@ class EmbeddedStore:
         finally:
             self._conn.execute("COMMIT")
 
-    def _load(self) -> _Memory:
+    def _load(self) -> AnnView:
         """Load the ANN checkpoint (or rebuild it from SQLite) and catch up to the last commit."""
         with self._errors("read"), self._snapshot():
             seq = int(self._state("seq") or 0)
@@ -683,7 +540,7 @@ class EmbeddedStore:
             if ann is None:
                 memory = self._rebuild(seq)
             else:
-                memory = _Memory(ann, seq)
+                memory = AnnView(ann, seq)
                 rows = self._conn.execute(
                     "SELECT id, camera, identity, time FROM rows WHERE seq <= ? ORDER BY id",
                     (ann_seq,),
@@ -713,18 +570,18 @@ class EmbeddedStore:
             return None
         return ann
 
-    def _rebuild(self, seq: int) -> _Memory:
+    def _rebuild(self, seq: int) -> AnnView:
         """A fresh ANN index of every row (trained as the settings ask)."""
         rows = self._conn.execute(
             "SELECT id, camera, identity, time, vector FROM rows ORDER BY id"
         ).fetchall()
-        vectors = _matrix([r[4] for r in rows], self.dim)
+        vectors = matrix([r[4] for r in rows], self.dim)
         settings = self.settings()
         ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         ann = build_vector_index(
             vectors, settings.get("index_type", "flat"), settings.get("nlist"), ids
         )
-        memory = _Memory(ann, seq)
+        memory = AnnView(ann, seq)
         memory.add([r[:4] for r in rows], None)
         return memory
 
@@ -848,88 +705,6 @@ def _train_rows(index_type: str, settings: dict[str, Any]) -> int:
     if index_type == "flat":
         return 0
     return 39 * int(settings["nlist"]) if settings.get("nlist") else MIN_TRAIN_ROWS
-
-
-def _selector_sql(selector: RowSelector) -> tuple[str, list[Any]]:
-    """A selector -> SQL condition over ``rows`` and its parameters (values never in the text)."""
-    parts: list[str] = []
-    params: list[Any] = []
-    if selector.ids:
-        parts.append("id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps([int(i) for i in selector.ids]))
-    if selector.path:
-        parts.append("path >= ? AND path < ?")
-        params += [selector.path, selector.path + "\U0010ffff"]
-    if selector.sources:
-        parts.append("source IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(list(selector.sources)))
-    if selector.tracks:
-        parts.append(
-            "(source, track) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') "
-            "FROM json_each(?))"
-        )
-        params.append(json.dumps([[s, int(t)] for s, t in selector.tracks]))
-    if selector.identities:
-        parts.append("identity IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(list(selector.identities)))
-    if selector.before is not None:
-        parts.append("time < ?")
-        params.append(float(selector.before))
-    return " AND ".join(f"({p})" for p in parts), params
-
-
-def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, durable commits."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA secure_delete = ON")
-        if create:
-            conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
-        conn.execute("SELECT value FROM settings LIMIT 1").fetchall()
-    except sqlite3.Error as err:
-        raise IndexStoreError(
-            f"{path}: truncated or corrupted index database ({type(err).__name__}: {err}); "
-            "rebuild the index with irra index --rebuild"
-        ) from err
-    return conn
-
-
-def create_database(
-    path: Path,
-    settings: dict[str, Any],
-    records: Sequence[ImageRecord],
-    vectors: np.ndarray,
-    sources: dict[str, dict[str, Any]],
-) -> None:
-    """Write a new store database at ``path`` holding ``records`` at ids 0..N-1 (migrations)."""
-    conn = _connect(path, create=True)
-    try:
-        conn.execute("BEGIN")
-        conn.execute(
-            "INSERT INTO settings VALUES ('manifest', ?)",
-            (json.dumps({k: v for k, v in settings.items() if k != "format_version"}),),
-        )
-        conn.execute("UPDATE settings SET value = '1' WHERE key = 'seq'")
-        marks = ", ".join("?" * (len(_FIELDS) + 3))
-        conn.executemany(
-            f"INSERT INTO rows (id, {', '.join(_FIELDS)}, seq, vector) VALUES ({marks})",
-            (
-                (i, *record_values(r), 1, _blob(v))
-                for i, (r, v) in enumerate(zip(records, vectors, strict=True))
-            ),
-        )
-        conn.executemany(
-            "INSERT INTO sources VALUES (?, ?)", ((p, json.dumps(s)) for p, s in sources.items())
-        )
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
-    for suffix in ("-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def _take_writer_lock(folder: Path) -> Any:

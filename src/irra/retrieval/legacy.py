@@ -157,7 +157,8 @@ def migrate(directory: str | os.PathLike[str]) -> int:
     leaves the old index as it was, and running it again starts over.
     """
     from irra.retrieval.capture import file_capture_time
-    from irra.retrieval.embedded import DATABASE, create_database
+    from irra.retrieval.embedded import DATABASE
+    from irra.retrieval.sqlite_rows import create_database
 
     directory = Path(directory)
     manifest, records, vectors = read_legacy(directory)

@@ -355,6 +355,12 @@ class MilvusStore:
             self._client.create_index(name, params, timeout=CALL_TIMEOUT_S, sync=False)
             self._client.load_collection(name, timeout=LOAD_TIMEOUT_S)
 
+    def drop(self) -> None:
+        """Remove both collections of this index (a first build that failed leaves nothing)."""
+        with self._errors("drop the index"):
+            for name in (self.collection, self.meta):
+                self._client.drop_collection(name, timeout=CALL_TIMEOUT_S)
+
     def close(self) -> None:
         """Close the connection."""
         with contextlib.suppress(*self._client_errors):
@@ -396,10 +402,10 @@ class MilvusStore:
 
     def _meta_put(self, values: dict[str, str], kind: str = "state") -> None:
         for key, value in values.items():
-            if len(value.encode("utf-8")) > MAX_VARCHAR or len(key.encode("utf-8")) > MAX_VARCHAR:
+            if max(_utf8_size(key), _utf8_size(value)) > MAX_VARCHAR:
                 raise IndexStoreError(
-                    f"{self.location}: {key[:80]!r} is over {MAX_VARCHAR} bytes, more than "
-                    "a Milvus string field holds"
+                    f"{self.location}: {key[:200]!r} is not a UTF-8 string of at most "
+                    f"{MAX_VARCHAR} bytes (with its value); Milvus cannot store it"
                 )
         rows = [
             {"key": k, "kind": kind, "value": v, "dummy": [1.0, 0.0]} for k, v in values.items()

@@ -48,7 +48,10 @@ def require_faiss() -> ModuleType:
 def check_index_type(name: str) -> str:
     """``name`` if it is a known index type, else ValueError listing the valid ones."""
     if name not in INDEX_TYPES:
-        raise ValueError(f"unknown index type '{name}'; valid: {', '.join(INDEX_TYPES)}")
+        raise ValueError(
+            f"index type '{name}' is not offered for an index folder; valid: "
+            f"{', '.join(INDEX_TYPES)} (hnsw: a Milvus index only)"
+        )
     return name
 
 
