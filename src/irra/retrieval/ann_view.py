@@ -20,6 +20,8 @@ class AnnView:
 
     def __init__(self, ann: Any, seq: int) -> None:
         self.ann, self.seq = ann, seq
+        #: rows the ANN index's cells were trained on (retrained once the rows outgrow them)
+        self.trained = 0
         self.ids = np.empty(0, np.int64)
         self.cameras = np.empty(0, np.int32)
         self.identities = np.empty(0, np.int32)

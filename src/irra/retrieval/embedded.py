@@ -541,6 +541,7 @@ class EmbeddedStore:
                 memory = self._rebuild(seq)
             else:
                 memory = AnnView(ann, seq)
+                memory.trained = int(self._state("ann_trained") or ann.ntotal)
                 rows = self._conn.execute(
                     "SELECT id, camera, identity, time FROM rows WHERE seq <= ? ORDER BY id",
                     (ann_seq,),
@@ -583,6 +584,7 @@ class EmbeddedStore:
         )
         memory = AnnView(ann, seq)
         memory.add([r[:4] for r in rows], None)
+        memory.trained = len(rows)
         return memory
 
     # -- maintenance ---------------------------------------------------------------------------
@@ -606,7 +608,16 @@ class EmbeddedStore:
             ).fetchone()
         if since <= max(CHECKPOINT_ROWS, total // 10) and not erased and self._state("ann_file"):
             return False
-        self.checkpoint()
+        try:
+            self.checkpoint()
+        except (OSError, RuntimeError) as err:  # faiss raises RuntimeError on a write error
+            logger.warning(
+                "%s: could not write the ANN checkpoint (%s); the rows are stored and readers "
+                "rebuild the ANN index from them - free space and run irra index --compact",
+                self.folder,
+                err,
+            )
+            return False
         return True
 
     def checkpoint(self) -> None:
@@ -615,7 +626,7 @@ class EmbeddedStore:
             memory = self._current()
             settings = self.settings()
             wanted = settings.get("index_type", "flat")
-            trained = int(self._state("ann_trained") or 0)
+            trained = memory.trained
             have = index_type_of(memory.ann)
             grown = have != "flat" and len(memory.ids) > RETRAIN_GROWTH * max(trained, 1)
             untrained = have != wanted and len(memory.ids) >= _train_rows(wanted, settings)

@@ -167,7 +167,7 @@ def migrate(directory: str | os.PathLike[str]) -> int:
     footage = manifest.get("footage")
     if isinstance(footage, dict):
         settings["footage"] = {"per_track": footage.get("per_track")}
-    else:  # format 1: capture times from the files
+    elif manifest["format_version"] == 1:  # format 1 had no capture times: read the files
         root = Path(manifest["images_root"])
         records = [
             r if r.time is not None else _timed(r, file_capture_time(root / r.path, r.mtime_ns))
