@@ -157,9 +157,9 @@ def _scales(shape: Shape, rng: np.random.Generator, count: int) -> np.ndarray:
     return rng.gamma(k, 1.0 / k, count).astype(np.float32)
 
 
-def _finish(signal: np.ndarray, basis: np.ndarray, tail: float, rng: np.random.Generator) -> (
-    np.ndarray
-):
+def _finish(
+    signal: np.ndarray, basis: np.ndarray, tail: float, rng: np.random.Generator
+) -> np.ndarray:
     """Rows ``signal`` (m, rank + 2) in the basis, plus isotropic tail noise, normalised."""
     dim = basis.shape[1]
     rows = rng.standard_normal((len(signal), dim), dtype=np.float32)

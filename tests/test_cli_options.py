@@ -84,6 +84,11 @@ def test_ivf_index_cli_options_and_search_nprobe(tmp_path, capsys):
     one_cell = search_json(capsys, "--index", str(index), QUERY, "-k", "40")
     assert 0 < len(one_cell) < 40
     assert one_cell == [p for p in exact if p in set(one_cell)]
+    write_gallery(tmp_path / "imgs", 2, start=40)  # an update without the index flags
+    assert main(["index", "--out", str(index), "--workers", "0", "--device", "cpu"]) == 0
+    with open_store(index) as store:
+        kept = store.settings()
+    assert (kept["index_type"], kept["nlist"], kept["nprobe"]) == ("ivf", 4, 1)  # kept
 
 
 def test_labels_and_a_torchscript_export_through_the_cli(tmp_path, capsys, caplog):

@@ -413,6 +413,22 @@ class EmbeddedStore:
 
     # -- searching -----------------------------------------------------------------------------
 
+    def ann_info(self) -> dict[str, Any]:
+        """What this reader searches: ``index_type`` (as built: an approximate type is flat
+        until it is trained), ``nlist``, ``nprobe``, ``rows``, ``trained`` (rows its cells were
+        trained on) and ``bytes_per_vector`` (codes in the ANN index)."""
+        with self._lock:
+            memory = self._current()
+            kind = index_type_of(memory.ann)
+            return {
+                "index_type": kind,
+                "nlist": None if kind == "flat" else int(memory.ann.nlist),
+                "nprobe": None if kind == "flat" else int(memory.ann.nprobe),
+                "rows": len(memory.ids),
+                "trained": memory.trained,
+                "bytes_per_vector": int(memory.ann.code_size),
+            }
+
     def set_nprobe(self, nprobe: int | None) -> None:
         """Cells scanned per query by this reader (approximate types)."""
         with self._lock:
