@@ -6,7 +6,8 @@ through the :class:`~irra.retrieval.store.VectorStore` protocol alone (``open_st
 ``append`` in batches of 50,000, ``compact``), then measured on one thread:
 
 * open + first answer, and the reader's memory (RSS growth of this process from opening the
-  store to its first answer, in total and per row);
+  store to its first answer, in total and per row: the ANN index and the filter columns); the
+  bytes on disk per row after the build's compaction;
 * recall@10 against exact brute force (numpy, over the rows that pass) and p50/p99 latency of
   ``--queries`` single queries, unfiltered and with camera filters keeping 50%, 1% and 0.01%
   of the rows (row i is on camera (i * 7919) mod 10,000; a filter keeps cameras c0..c{m-1});
@@ -22,7 +23,11 @@ rewrote a whole version on every change: its ``src`` is taken from git (``git ar
 by ``store_before.py`` in a process of its own, first, on the same gallery and queries
 (types flat and ivf, the ones it offered). ``--milvus milvus://HOST:PORT/PREFIX`` adds the
 Milvus engine (collections ``PREFIX_<type>_<rows>``, dropped after use) for the types it
-offers. Timings need the machine to themselves: run nothing else meanwhile.
+offers; its memory is the server's, not measured here. Milvus Lite's server answers a query in
+about 0.5 s (12,000 rows): with it, keep ``--queries`` small. Timings need the machine to
+themselves: run nothing else meanwhile. Sizes 10k and 100k take about 1.5 minutes on 2 cores;
+a 1M flat store takes about 4.5 GB of disk (twice that while it compacts) in the scratch folder
+(``--scratch``, default the system's temporary folder), removed after use.
 
     python bench/bench_store.py --sizes 10000 100000 1000000 --out store.md \\
         [--types flat ivf ivf-sq8 ivf-pq] [--queries 200] [--nprobe N] [--nlist N] \\
@@ -113,15 +118,19 @@ def _search_rows(store: VectorStore, query: np.ndarray, where: SearchFilter | No
     return rows(store.search(query[None], K, where)[1][0])
 
 
-def build(store: VectorStore, gallery: Gallery) -> np.ndarray:
-    """Append the gallery's rows in batches and compact; returns the (rows,) ids."""
+def build(store: VectorStore, gallery: Gallery) -> tuple[np.ndarray, int | None]:
+    """Append the gallery's rows in batches and compact.
+
+    Returns:
+        the (rows,) ids and the bytes the store then takes on disk (None: not known).
+    """
     ids = []
     for start in range(0, gallery.rows, BUILD_BATCH):
         stop = min(gallery.rows, start + BUILD_BATCH)
         records = make_records(ImageRecord, gallery, start, stop)
         ids.append(store.append(records, gallery.vectors[start:stop]))
-    store.compact()
-    return np.concatenate(ids)
+    report = store.compact()
+    return np.concatenate(ids), report.bytes_after
 
 
 def bench_store(
@@ -131,7 +140,7 @@ def bench_store(
     """Every figure of one store (see the module docstring)."""
     result = Result("after", engine, index_type, gallery.rows)
     writer = open_store(location, create=settings, writer=True)
-    result.build_s, ids = timed(lambda: build(writer, gallery))
+    result.build_s, (ids, result.disk_bytes) = timed(lambda: build(writer, gallery))
     writer.close()
     rows = row_lookup(ids)
     one_percent = SearchFilter(cameras=filter_cameras("1%")).checked()
@@ -234,8 +243,9 @@ def run_before(args: argparse.Namespace, scratch: Path) -> list[Result]:
     return [Result.from_dict(r) for r in json.loads(out.read_text())]
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f}"
+def _number(value: float | None, digits: int) -> str:
+    """``value`` with thousands separators and ``digits`` decimals, or - for None."""
+    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def table(results: Sequence[Result], args: argparse.Namespace) -> str:
@@ -245,18 +255,17 @@ def table(results: Sequence[Result], args: argparse.Namespace) -> str:
         "## Changes and memory (one thread)", "",
         "| code | engine | type | rows | build s | open + 1st answer s | append 1,000 ms | "
         "then 1st search ms | delete 1,000 ms | then 1st search ms | compact s | reader MiB | "
-        "reader bytes / row |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "reader bytes / row | disk bytes / row |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for r in results:
-        mib = "-" if r.memory_bytes is None else f"{r.memory_bytes / 2**20:,.0f}"
-        per_row = "-" if r.memory_bytes is None else f"{r.memory_bytes / r.rows:,.0f}"
-        compact = "-" if r.compact_s is None else f"{r.compact_s:.2f}"
-        lines.append(
-            f"| {r.code} | {r.engine} | {r.index_type} | {r.rows:,} | {r.build_s:.1f} | "
-            f"{r.open_s:.2f} | {_ms(r.append_ms)} | {_ms(r.append_seen_ms)} | "
-            f"{_ms(r.delete_ms)} | {_ms(r.delete_seen_ms)} | {compact} | {mib} | {per_row} |"
-        )
+        cells = [r.code, r.engine, r.index_type, f"{r.rows:,}", f"{r.build_s:.1f}",
+                 f"{r.open_s:.2f}", _number(r.append_ms, 1), _number(r.append_seen_ms, 1),
+                 _number(r.delete_ms, 1), _number(r.delete_seen_ms, 1), _number(r.compact_s, 2),
+                 _number(r.memory_bytes and r.memory_bytes / 2**20, 0),
+                 _number(r.memory_bytes and r.memory_bytes / r.rows, 0),
+                 _number(r.disk_bytes and r.disk_bytes / r.rows, 0)]  # fmt: skip
+        lines.append(f"| {' | '.join(cells)} |")
     lines += [
         "", f"## Search: recall@{K} against brute force, latency of single queries (one thread, "
         f"{args.queries} queries)", "",

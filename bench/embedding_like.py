@@ -2,45 +2,61 @@
 
 Uniform random unit vectors are the wrong test of an approximate index: every point is about as
 far from a query as every other. Person embeddings are not like that. Measured on the test split
-of the demo model (``irra demo --out /tmp/demo``: 100 held-out identities, 4 images each, 2
-captions per image, 64-d embeddings) with::
+of the demo model (``irra demo --out runs/demo``: 100 held-out identities, 4 images each, 2
+captions per image; the demo model's embeddings are 64-d) with::
 
-    python bench/embedding_like.py --measure --model /tmp/demo/model \\
-        --data /tmp/demo/data/CUHK-PEDES
+    python bench/embedding_like.py --measure --model runs/demo/model \\
+        --data runs/demo/data/CUHK-PEDES
 
-cosine similarity                 mean    std    q01    q05    q50    q95    q99
-image-image, same identity       0.928  0.070  0.648  0.794  0.951  0.988  0.993
-image-image, other identities    0.022  0.361 -0.679 -0.531 -0.005  0.663  0.895
-text-image, matching pair        0.811  0.116  0.394  0.602  0.844  0.934  0.948
-text-image, other identities    -0.004  0.349 -0.685 -0.540 -0.031  0.618  0.818
+    cosine similarity                 mean    std    q01    q05    q50    q95    q99
+    image-image, same identity       0.928  0.070  0.648  0.794  0.951  0.988  0.993
+    image-image, other identities    0.022  0.361 -0.679 -0.531 -0.005  0.663  0.895
+    text-image, matching pair        0.811  0.116  0.394  0.602  0.844  0.934  0.948
+    text-image, other identities    -0.004  0.349 -0.685 -0.540 -0.031  0.618  0.818
 
-The embeddings fill a space of about 10 dimensions: the covariance of the images has 10
-eigenvalues from 0.22 down to 0.013 (falling about linearly) and then a cliff to 0.001; 0.7% of
-the variance lies outside those 10 directions; the images' mean vector has norm 0.18. The
-spread of one identity's images lies in the same 10 directions (87% of it in the top 8 of the
-identity centres).
+The embeddings fill about 10 directions: the images' covariance has 10 eigenvalues falling about
+linearly from 0.22 to 0.013, then a cliff to 0.001 (0.74% of the variance lies outside those 10);
+an identity's spread lies in the same directions. The images' mean has norm 0.18, the texts' 0.13,
+at cosine 0.17 to each other (the gap between the modalities). Some identities look alike to the
+model: 1.3% of the pairs of identity centres are at cosine > 0.9 (the heavy right tail of the
+other-identity distribution); grouping the 100 identities at 0.9 leaves 56 groups.
 
-The generator (:func:`clustered_vectors`) follows that description. In a random orthonormal
-basis of ``rank + 1`` directions of R^dim:
+The generator follows that description, in a random orthonormal basis of ``rank + 2``
+directions of R^dim (``m``: the images' mean, ``t``: the texts' mean, then ``rank`` signal
+directions with variance shares ``s_i`` proportional to ``rank + 1 - i``, summing to 1):
 
-* identity j has a centre ``c_j ~ N(0, diag(s))`` in the ``rank`` signal directions, with shares
-  ``s_i`` falling linearly (``s_i`` proportional to ``rank + 1 - i``, sum 1);
-* image ``x = mean * m + c_j + sqrt(instance * g_j) * N(0, diag(s)) + sqrt(tail / dim) * N(0,
-  I_dim)``, normalised, where ``m`` is the extra direction and ``g_j ~ Gamma(spread_shape)``
-  (mean 1) makes some identities tighter than others;
-* a query (:func:`queries_like`, a text describing identity j) is ``c_j + sqrt(query * h) *
-  N(0, diag(s)) + tail``, normalised, ``h ~ Gamma(spread_shape)``: near the centre, with no
-  image mean.
+* ``looks`` appearance centres ``a ~ N(0, diag(s))``; identity j's centre ``c_j`` is a look
+  drawn uniformly plus ``N(0, identity * diag(s))``;
+* an image of identity j (:func:`clustered_vectors`) is ``mean * m + c_j + sqrt(instance * g_j)
+  * N(0, diag(s)) + sqrt(tail / dim) * N(0, I)``, normalised, ``g_j ~ Gamma(spread_shape)`` of
+  mean 1 per identity (some identities are tighter than others);
+* a text describing identity j (:func:`queries_like`) is ``text_mean * t + c_j + sqrt(query *
+  h) * N(0, diag(s))`` plus the same tail, normalised, ``h ~ Gamma(spread_shape)`` per query.
 
-Fitted (Nelder-Mead on the means and stds above, ``rank`` = 10 and ``per_identity`` = 4 as
-measured) - :data:`DEMO`: mean 0.14, instance 0.069, spread_shape 2.0, tail 0.008, query 0.26.
-``python bench/embedding_like.py --check`` prints the measured and generated distributions side by
-side (generated, 20,000 images: intra 0.928 / 0.071, inter 0.022 / 0.362, text match 0.812 /
-0.113 - mean / std).
+Fitted with ``python bench/embedding_like.py --fit --looks 60 80 110`` (Nelder-Mead on the
+means, stds and some quantiles above; ``rank`` 10 and ``per_identity`` 4 as measured, ``tail``
+set to leave 0.8% of the variance outside the top 10 directions; 60 looks fitted best):
+:data:`DEMO` = looks 60, identity 0.035, mean 0.154, instance 0.068, spread_shape 2.0, tail
+0.006, query 0.23, text_mean 0.335. ``python bench/embedding_like.py --check --identities
+25000`` (100,000 generated images, 512-d)::
 
-Rows come in chunks of identities, each from its own seeded generator, so generation is
-memory-light at 1M rows (one (n, dim) float32 output) and a smaller ``n`` gives a prefix of a
-larger one with the same seed.
+    image-image, same identity       0.930  0.069  0.660  0.798  0.951  0.989  0.993
+    image-image, other identities    0.037  0.354 -0.684 -0.530  0.031  0.619  0.899
+    text-image, matching pair        0.808  0.118  0.386  0.578  0.839  0.933  0.953
+    text-image, other identities     0.009  0.339 -0.684 -0.536  0.004  0.571  0.798
+
+and 1.5% of identity pairs at centre cosine > 0.9, 0.81% of the variance outside the top 10
+directions, a mean image of norm 0.19.
+
+What does not match: the measured other-identity distribution is more skewed (median -0.005,
+q95 0.66) than the mixture gives (0.03, 0.62). And the demo model is small: a full-size model's
+embeddings spread over many more than 10 directions, so these vectors are easier for an IVF
+index's cells than real 512-d embeddings and, with ~4,000 identities per look at 1M rows, denser
+in near-duplicates.
+
+Rows come in chunks of :data:`CHUNK_IDS` identities, each drawn by its own seeded generators:
+1M rows take about 10 s and no memory beyond the (n, dim) float32 output, and a smaller ``n``
+gives a prefix (to float rounding) of a larger one with the same seed.
 """
 
 from __future__ import annotations
@@ -49,7 +65,7 @@ import argparse
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,8 +123,17 @@ MEASURED: dict[str, dict[str, float]] = {
 MEASURED_SHAPE: dict[str, float] = {
     "identities": 100, "images per identity (mean)": 4, "images per identity (min)": 4,
     "dim": 64, "variance share outside the top 10 directions": 0.0074,
-    "norm of the mean image": 0.176,
+    "norm of the mean image": 0.176, "identity pairs with centres at cosine > 0.9": 0.0129,
 }  # fmt: skip
+#: What ``--fit`` matches: (distribution, statistic, weight of its squared error).
+FIT_TARGETS = (
+    ("intra", "mean", 1.0), ("intra", "std", 1.0), ("intra", "q05", 0.5), ("intra", "q50", 0.5),
+    ("inter", "mean", 1.0), ("inter", "std", 1.0), ("inter", "q05", 0.5), ("inter", "q95", 1.0),
+    ("inter", "q99", 1.0), ("text_match", "mean", 1.0), ("text_match", "std", 1.0),
+    ("text_match", "q05", 0.5), ("text_match", "q50", 0.5),
+)  # fmt: skip
+#: The parameters ``--fit`` moves (the others stay as given).
+FITTED = ("identity", "mean", "instance", "spread_shape", "query", "text_mean")
 LABELS = {
     "intra": "image-image, same identity",
     "inter": "image-image, other identities",
@@ -128,13 +153,14 @@ def _basis(dim: int, rank: int, seed: int) -> np.ndarray:
     direction, then the signal directions."""
     if dim < rank + 2:
         raise ValueError(f"dim ({dim}) must be at least rank + 2 ({rank + 2})")
-    gauss = np.random.default_rng([seed, 0]).standard_normal((dim, rank + 2))
+    gauss = np.random.default_rng([seed, 0, 0]).standard_normal((dim, rank + 2))
     q, _ = np.linalg.qr(gauss)
     return np.ascontiguousarray(q.T, dtype=np.float32)
 
 
 def _rng(seed: int, chunk: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, 1 + chunk, stream])
+    """The generator of one array (``stream``) of one chunk of identities."""
+    return np.random.default_rng([seed, 1, chunk, stream])
 
 
 def _looks(shape: Shape, seed: int) -> np.ndarray:
@@ -228,7 +254,7 @@ def queries_like(
         queries (count, D) float32 unit rows and the identity each describes (count,) int64.
     """
     identities = -(-n // shape.per_identity)
-    rng = np.random.default_rng([seed, query_seed, 7])
+    rng = np.random.default_rng([seed, 2, query_seed])
     chosen = rng.integers(0, identities, count)
     signal = np.zeros((count, shape.rank + 2), dtype=np.float32)
     signal[:, 1] = shape.text_mean
@@ -329,12 +355,17 @@ def shape_figures(images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     norm of the mean of ``images`` (N, D)."""
     centred = images - images.mean(0)
     eig = np.linalg.eigvalsh(centred.T @ centred / len(images))[::-1]
-    _, per = np.unique(labels, return_counts=True)
+    names, per = np.unique(labels, return_counts=True)
+    first = names[:1000]  # look-alike identities: centres of (at most) 1,000 identities
+    centres = np.stack([images[labels == name].mean(0) for name in first])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    alike = _upper(centres @ centres.T) > 0.9
     return {
         "identities": float(len(per)), "images per identity (mean)": float(per.mean()),
         "images per identity (min)": float(per.min()), "dim": float(images.shape[1]),
         "variance share outside the top 10 directions": float(eig[10:].sum() / eig.sum()),
         "norm of the mean image": float(np.linalg.norm(images.mean(0))),
+        "identity pairs with centres at cosine > 0.9": float(np.mean(alike)),
     }  # fmt: skip
 
 
@@ -347,6 +378,30 @@ def generated(
     images, labels = clustered_vectors(n, dim, seed, shape)
     texts, text_labels = queries_like(2000, n, dim, seed, shape=shape)
     return distributions(images, labels, texts, text_labels), shape_figures(images, labels)
+
+
+def fit(start: Shape = DEMO, identities: int = 2000, evaluations: int = 200):
+    """Fit :data:`FITTED` to :data:`MEASURED` by Nelder-Mead from ``start`` (a few minutes).
+
+    The loss is the weighted squared error of :data:`FIT_TARGETS` on a gallery of
+    ``identities`` identities of one seed (the same draws at every step).
+
+    Returns:
+        the fitted :class:`Shape` and its loss.
+    """
+    from scipy.optimize import minimize  # scikit-learn's dependency (irra[train])
+
+    def shape_of(x: np.ndarray) -> Shape:
+        return replace(start, **{n: abs(float(v)) for n, v in zip(FITTED, x, strict=True)})
+
+    def loss(x: np.ndarray) -> float:
+        dists, _ = generated(identities, shape=shape_of(x))
+        return sum(w * (dists[d][s] - MEASURED[d][s]) ** 2 for d, s, w in FIT_TARGETS)
+
+    x0 = np.array([getattr(start, n) for n in FITTED])
+    options = {"maxfev": evaluations, "xatol": 1e-3, "fatol": 1e-6}
+    best = minimize(loss, x0, method="Nelder-Mead", options=options)
+    return shape_of(best.x), float(best.fun)
 
 
 def _table(columns: Sequence[tuple[str, dict[str, dict[str, float]]]]) -> str:
@@ -364,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true", help="measured vs generated")
     mode.add_argument("--measure", action="store_true", help="measure a model (--model, --data)")
+    mode.add_argument("--fit", action="store_true", help="fit the generator to MEASURED")
+    parser.add_argument(
+        "--looks", type=int, nargs="+", default=[DEMO.looks], help="--fit: try each"
+    )
     parser.add_argument("--model", type=Path, help="the demo model (irra demo's OUT/model)")
     parser.add_argument("--data", type=Path, help="the demo data (OUT/data/CUHK-PEDES)")
     parser.add_argument("--identities", type=int, default=5000, help="generated (--check)")
@@ -376,6 +435,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_table([("measured", dists)]))
         for name, value in figures.items():
             print(f"{name}: {value:.4g}")
+        return 0
+    if args.fit:
+        for looks in args.looks:
+            shape, loss = fit(replace(DEMO, looks=looks))
+            print(f"looks {looks}: loss {loss:.5f}, {asdict(shape)}", flush=True)
         return 0
     gen, figures = generated(args.identities, args.dim)
     print(f"generator: {asdict(DEMO)}, {args.identities * DEMO.per_identity:,} images")

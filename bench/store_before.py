@@ -94,25 +94,25 @@ def _rewrite(
 
 
 class _Reader:
-    """What the old Retriever held: the live version and its filter columns."""
+    """What the old Retriever held: the live version, and its filter columns once a filtered
+    search needed them."""
 
     def __init__(self, folder: Path) -> None:
-        from irra.retrieval.filtering import FilterColumns
+        from irra.retrieval import store  # the old commit's module
 
-        from irra.retrieval.store import Snapshot
+        self.snapshot = store.Snapshot.open(folder)
+        self.columns: Any = None
 
-        self.snapshot = Snapshot.open(folder)
-        self.columns = FilterColumns(self.snapshot.metadata)
-
-    def search(self, query: np.ndarray, cameras: list[str] | None) -> np.ndarray:
-        from irra.retrieval.query import SearchFilter
-        from irra.retrieval.vectors import filtered_search, search_vectors
+    def search(self, vector: np.ndarray, cameras: list[str] | None) -> np.ndarray:
+        from irra.retrieval import filtering, query, vectors  # the old commit's modules
 
         index = self.snapshot.vectors
         if cameras is None:
-            return search_vectors(index, query[None], K)[1][0]
-        keep = self.columns.mask(SearchFilter(cameras=cameras).checked())
-        return filtered_search(index, query, keep, K)[1]
+            return vectors.search_vectors(index, vector[None], K)[1][0]
+        if self.columns is None:
+            self.columns = filtering.FilterColumns(self.snapshot.metadata)
+        keep = self.columns.mask(query.SearchFilter(cameras=cameras).checked())
+        return vectors.filtered_search(index, vector, keep, K)[1]
 
     def close(self) -> None:
         self.snapshot.metadata.close()
@@ -130,6 +130,7 @@ def bench_type(gallery: Gallery, truth: dict[str, Truth], index_type: str, folde
         _write(folder, index_type, records, gallery.vectors[:rows])
 
     result.build_s, _ = timed(build)
+    result.disk_bytes = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     before = rss_bytes()
 
     def open_and_answer() -> _Reader:

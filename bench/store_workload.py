@@ -234,6 +234,7 @@ class Result:
     compact_s: float | None = None
     open_s: float | None = None
     memory_bytes: int | None = None
+    disk_bytes: int | None = None
     searches: list[SearchRow] = field(default_factory=list)
     note: str = ""
 

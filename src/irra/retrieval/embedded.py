@@ -531,10 +531,10 @@ class EmbeddedStore:
         A row updated since (new metadata, same vector) is removed and added again.
         """
         gone = self._conn.execute("SELECT id FROM tombstones WHERE seq > ?", (since,)).fetchall()
-        rows = self._conn.execute(
-            "SELECT id, camera, identity, time, vector FROM rows WHERE seq > ? ORDER BY id",
-            (since,),
+        rows = self._conn.execute(  # no ORDER BY: it would scan the table, not the seq index
+            "SELECT id, camera, identity, time, vector FROM rows WHERE seq > ?", (since,)
         ).fetchall()
+        rows.sort(key=lambda row: row[0])
         memory.remove(np.fromiter((r[0] for r in gone + rows), np.int64, len(gone) + len(rows)))
         memory.add([r[:4] for r in rows], matrix([r[4] for r in rows], self.dim))
 
