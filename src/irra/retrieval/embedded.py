@@ -58,6 +58,7 @@ from irra.retrieval.store import (
     ImageRecord,
     IndexStoreError,
     RowSelector,
+    checked_rows,
 )
 from irra.retrieval.vectors import (
     SUBSET_FRACTION,
@@ -261,12 +262,7 @@ class EmbeddedStore:
 
     def append(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> np.ndarray:
         """Add rows in one transaction; returns their new (N,) int64 ids."""
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.shape != (len(records), self.dim):
-            raise ValueError(
-                f"{self.location}: {vectors.shape} vectors for {len(records)} rows of width "
-                f"{self.dim}"
-            )
+        vectors = checked_rows(self.location, records, vectors, self.dim)
         if not records:
             return np.empty(0, np.int64)
         with self._write() as conn:

@@ -51,6 +51,7 @@ from irra.retrieval.store import (
     ImageRecord,
     IndexStoreError,
     RowSelector,
+    checked_rows,
     parse_milvus_uri,
 )
 
@@ -480,12 +481,7 @@ class MilvusStore:
             IndexStoreError: a path already indexed (or twice in ``records``), a string over
                 :data:`MAX_VARCHAR` bytes or not UTF-8, ids exhausted, a server error.
         """
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.shape != (len(records), self.dim):
-            raise ValueError(
-                f"{self.location}: {vectors.shape} vectors for {len(records)} rows of width "
-                f"{self.dim}"
-            )
+        vectors = checked_rows(self.location, records, vectors, self.dim)
         if not records:
             return np.empty(0, np.int64)
         fields = [self._fields(r) for r in records]

@@ -235,6 +235,22 @@ class VectorStore(Protocol):
         ...
 
 
+def checked_rows(
+    location: str, records: Sequence[ImageRecord], vectors: np.ndarray, dim: int
+) -> np.ndarray:
+    """``vectors`` as (N, D) float32 for N ``records`` (what every engine's ``append`` takes).
+
+    Raises:
+        ValueError: another shape, naming the store.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.shape != (len(records), dim):
+        raise ValueError(
+            f"{location}: {vectors.shape} vectors for {len(records)} rows of width {dim}"
+        )
+    return vectors
+
+
 _MILVUS_URI = re.compile(
     r"^milvus://(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})"
     r"/(?P<collection>[A-Za-z_][A-Za-z0-9_]{0,254})/?$"
