@@ -96,6 +96,11 @@ def test_no_match_is_a_message_and_bad_input_an_error(made, tmp_path, capsys, ca
     assert main(["delete", "--index", str(tmp_path / "nothing"), "--id", "1"]) == 2
     assert "not an irra index" in caplog.text
     assert len(stored_rows(tmp_path / "index")) == 18
+    capsys.readouterr()
+    assert main(["delete", "--index", index, "--path", "cam0/"]) == 0
+    assert main(["index", "--out", index, "--compact"]) == 0
+    assert "compacted, 12 rows" in capsys.readouterr().out
+    assert len(searched(tmp_path / "index")) == 12
 
 
 def test_ids_are_never_given_again_and_the_api_equals_the_cli(made, tmp_path):

@@ -342,3 +342,31 @@ def test_deleting_footage_removes_its_rows_and_crop_files(scenes, encoder, tmp_p
     # the next run reads the second camera again (its rows are gone, its signature stays)
     report = build_footage_index(encoder, [FootageSource(one), FootageSource(two)], index)
     assert report.kept == 2 and report.total == len(left)
+
+
+def test_a_format_3_footage_index_is_migrated_keeping_ids_and_sources(scenes, encoder, tmp_path):
+    one, two = FootageSource(seq(scenes, 1)), FootageSource(seq(scenes, 2))
+    index = tmp_path / "index"
+    build_footage_index(encoder, [one, two], index)
+    with Retriever.open(index, device="cpu") as retriever:
+        before = [(h.path, h.score) for h in retriever.search("a person in a red coat", k=20)]
+    to_legacy(index)  # format 3: ids are row positions in path order
+    positions = dict(stored_rows_legacy(index))
+    assert main(["index", "--out", str(index), "--frames", str(one.path), "--device", "cpu"]) == 0
+    rows = stored_rows(index)
+    assert {r.path: i for i, r in rows} == positions  # row i of the old format is id i
+    with Retriever.open(index, device="cpu") as retriever:
+        after = [(h.path, h.score) for h in retriever.search("a person in a red coat", k=20)]
+    assert [p for p, _ in after] == [p for p, _ in before]
+    report = build_footage_index(encoder, [one, two], index)
+    assert (report.kept, report.indexed) == (2, 0)  # the signatures came across
+
+
+def stored_rows_legacy(index: Path) -> list[tuple[str, int]]:
+    """(path, position) of a legacy index's rows, read from its metadata database."""
+    version = index / (index / "CURRENT").read_text().strip()
+    conn = sqlite3.connect(version / METADATA)
+    try:
+        return [(p, i) for i, p in conn.execute("SELECT id, path FROM images ORDER BY id")]
+    finally:
+        conn.close()
