@@ -135,6 +135,10 @@ def _same_ranking(got, got_scores, want_ids, want_scores) -> bool:
 SELECTORS: list[tuple[str, Callable[[dict], RowSelector]]] = [
     ("ids", lambda rows: RowSelector(ids=list(rows)[:3] + [10**9])),
     ("path", lambda rows: RowSelector(path="site3/img0")),
+    (
+        "paths",
+        lambda rows: RowSelector(paths=[rows[i][0].path for i in list(rows)[-2:]] + ["nope.jpg"]),
+    ),
     ("source", lambda rows: RowSelector(sources=["/footage/cam1.mp4"])),
     ("tracks", lambda rows: RowSelector(tracks=[("/footage/cam0.mp4", 2), ("/nowhere", 1)])),
     ("identity", lambda rows: RowSelector(identities=["p4"])),

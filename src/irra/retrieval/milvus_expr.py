@@ -147,6 +147,8 @@ def selector_expression(selector: RowSelector) -> str:
         clauses.append(f"id in {int_list(ids)}")
     if selector.path:
         clauses.append(prefix_clause("path", selector.path))
+    if selector.paths:
+        clauses.append(f"path in {string_list(selector.paths)}")
     if selector.sources:
         clauses.append(f"source in {string_list(selector.sources)}")
     if selector.tracks:

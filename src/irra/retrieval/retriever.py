@@ -456,14 +456,11 @@ class Retriever:
             self.encoder, [root / f.path for f in files], batch_size=batch_size, progress=progress
         )
         with self._lock:
-            self.store.delete(RowSelector(path=None, ids=self._ids_of({f.path for f in files})))
+            self.store.delete(RowSelector(paths=[f.path for f in files]))  # a re-added image
             self.store.append([file_record(root, f) for f in files], vectors)
             self.store.maintain()
         logger.info("added %d images to %s (%d in all)", len(files), self.location, len(self))
         return len(self)
-
-    def _ids_of(self, paths: set[str]) -> list[int]:
-        return [i for i, record in self.store.rows() if record.path in paths]
 
     def delete(
         self,

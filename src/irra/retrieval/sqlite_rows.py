@@ -92,6 +92,9 @@ def selector_sql(selector: RowSelector) -> tuple[str, list[Any]]:
     if selector.path:
         parts.append("path >= ? AND path < ?")
         params += [selector.path, selector.path + "\U0010ffff"]
+    if selector.paths:
+        parts.append("path IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(list(selector.paths)))
     if selector.sources:
         parts.append("source IN (SELECT value FROM json_each(?))")
         params.append(json.dumps(list(selector.sources)))

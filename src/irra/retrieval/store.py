@@ -80,6 +80,7 @@ class RowSelector:
     Attributes:
         ids: row ids.
         path: a path prefix relative to the image root (``2024/05/`` or one file).
+        paths: whole paths relative to the image root (exact matches).
         sources: footage sources (absolute paths as stored).
         tracks: (source, track id) pairs.
         identities: identity labels.
@@ -89,6 +90,7 @@ class RowSelector:
 
     ids: Sequence[int] = ()
     path: str | None = None
+    paths: Sequence[str] = ()
     sources: Sequence[str] = ()
     tracks: Sequence[tuple[str, int]] = ()
     identities: Sequence[str] = ()
@@ -100,6 +102,7 @@ class RowSelector:
         return not (
             self.ids
             or self.path
+            or self.paths
             or self.sources
             or self.tracks
             or self.identities
@@ -113,6 +116,7 @@ class RowSelector:
         checks = (
             not self.ids or image_id in self.ids,
             not self.path or record.path.startswith(self.path),
+            not self.paths or record.path in self.paths,
             not self.sources or record.source in self.sources,
             not self.tracks or (record.source, record.track) in set(self.tracks),
             not self.identities or record.identity in self.identities,
